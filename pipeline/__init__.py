@@ -1,0 +1,1 @@
+"""Thin typer stage commands: read params, call the library, write outputs atomically."""

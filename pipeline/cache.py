@@ -1,0 +1,71 @@
+"""cache: residual activations of the forget and retain corpora at the cached layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import typer
+
+from pipeline.params import Params, ParamsOption
+from sae_unlearn.activations import CacheConfig, cache_corpus, summary_dict
+from sae_unlearn.io import write_json
+from sae_unlearn.models import check_layer, load_model
+
+CORPORA = ("forget", "retain")
+
+
+def read_corpus_texts(path: Path) -> list[str]:
+    frame = pd.read_parquet(path)
+    if "text" not in frame.columns:
+        raise typer.BadParameter(
+            f"{path} has no `text` column (columns: {list(frame.columns)}); "
+            "produce it with `sae-unlearn prepare-data`"
+        )
+    return frame["text"].astype(str).tolist()
+
+
+def command(
+    model_dir: Path | None = typer.Option(None, help="model directory from prepare-model"),
+    data_dir: Path | None = typer.Option(None, help="prepared data directory"),
+    out_dir: Path | None = typer.Option(None, help="where {forget,retain}.parquet go"),
+    metrics: Path | None = typer.Option(None, help="cache summary JSON"),
+    layers: list[int] | None = typer.Option(None, "--layer", help="layers to cache (repeat)"),
+    params: Path = ParamsOption,
+) -> None:
+    p = Params.load(params)
+    # sae.layer is deliberately not a dependency of this stage: a layer sweep over
+    # already-cached layers must not rerun the model forward (train-sae checks membership).
+    cached_layers = list(layers) if layers else list(p.get("cache.layers"))
+    cfg = CacheConfig(
+        layers=tuple(sorted(set(cached_layers))),
+        seq_len=p.get("cache.seq_len"),
+        batch_size=p.get("cache.batch_size"),
+        max_tokens=p.get("cache.max_tokens"),
+    )
+    model_path = Path(p.pick(model_dir, "model.dir"))
+    data_path = Path(p.pick(data_dir, "data.dir"))
+    out_path = Path(p.pick(out_dir, "cache.dir"))
+    model, tokenizer = load_model(str(model_path), p.get("model.dtype", "float32"))
+    for layer in cfg.layers:
+        check_layer(model, layer, what="cache.layers entry")
+    summaries = []
+    for corpus in CORPORA:
+        texts = read_corpus_texts(data_path / f"{corpus}_corpus.parquet")
+        summaries.append(
+            cache_corpus(
+                model,
+                tokenizer,
+                texts,
+                corpus,
+                cfg,
+                out_path / f"{corpus}.parquet",
+                model_name=str(p.get("model.name", model_path)),
+            )
+        )
+    summary = summary_dict(summaries)
+    summary["layers"] = list(cfg.layers)
+    summary["total_tokens"] = sum(s.n_tokens for s in summaries)
+    write_json(p.pick(metrics, "cache.metrics", "metrics/cache.json"), summary)
+    for s in summaries:
+        typer.echo(f"cached {s.corpus}: {s.n_tokens} tokens at {s.tokens_per_second} tok/s")
