@@ -1,0 +1,42 @@
+"""prepare-data: the forget/retain corpora and question sets as normalised parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipeline.params import Params, ParamsOption
+from sae_unlearn.data import DataConfig, DataError, prepare_data
+
+
+def command(
+    forget_corpus: str | None = typer.Option(
+        None, help="`embedded` or a .jsonl/.parquet/.txt path"
+    ),
+    retain_corpus: str | None = typer.Option(None, help="`embedded`, `wikitext` or a path"),
+    forget_questions: str | None = typer.Option(None, help="`embedded`, `wmdp-bio` or a path"),
+    retain_questions: str | None = typer.Option(None, help="`embedded`, `mmlu` or a path"),
+    out_dir: Path | None = typer.Option(None, help="where the four parquet files go"),
+    max_documents: int | None = typer.Option(None, help="keep the first N documents per corpus"),
+    params: Path = ParamsOption,
+) -> None:
+    p = Params.load(params)
+    cfg = DataConfig(
+        forget_corpus=str(p.pick(forget_corpus, "data.forget_corpus")),
+        retain_corpus=str(p.pick(retain_corpus, "data.retain_corpus")),
+        forget_questions=str(p.pick(forget_questions, "data.forget_questions")),
+        retain_questions=str(p.pick(retain_questions, "data.retain_questions")),
+        mmlu_subjects=tuple(p.get("data.mmlu_subjects", DataConfig.mmlu_subjects)),
+        wikitext_config=p.get("data.wikitext_config", DataConfig.wikitext_config),
+        max_documents=p.pick(max_documents, "data.max_documents", None),
+    )
+    out_path = Path(p.pick(out_dir, "data.dir"))
+    try:
+        summary = prepare_data(cfg, out_path)
+    except DataError as exc:
+        # A usage error (exit 2, message only): the fix is in the input, not in the code.
+        raise typer.BadParameter(str(exc)) from exc
+    for line in summary.lines():
+        typer.echo(line)
+    typer.echo(f"prepared data written to {out_path}")

@@ -1,0 +1,409 @@
+"""Conditional SAE latent clamping: clamp configs, the paper's steering CSV, and the hook.
+
+The hook keeps the SAE error term: `h' = h + (f' - f) @ W_dec`, with `f` the SAE latents
+of `h` and `f'` the edited ones. Decoding is linear, so only the latents a config names
+(and the refusal latents) are encoded and decoded: k columns of `W_enc`, k rows of
+`W_dec`. TopK SAEs are the exception: whether a latent is active depends on all the
+others, so their full pre-activations are computed to find the k-th largest.
+
+Steering CSV (the paper's format) `hook_action` semantics, conditions always read on the
+unedited latents:
+- `add`:           f_i += steering_coefficient at every position (plain steering)
+- `clamp`:         where f_i > 0, f_i = clamp_value ("Clamp Prime", Farrell et al./SAEBench)
+- `clamp_cond`:    where f_i > clamp_value (a threshold), f_i = steering_coefficient;
+                   a threshold of -inf makes it an unconditional clamp
+- `clamp_refusal`: where any `clamp_refusal` latent i with the same refuse_id has
+                   f_i > clamp_value (a threshold), f_refuse_id = steering_coefficient
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+from torch import nn
+
+from sae_unlearn.io import atomic_path, write_yaml
+from sae_unlearn.models import check_layer, decoder_layers
+
+ACTIONS = ("add", "clamp", "clamp_cond", "clamp_refusal")
+MODES = ("clamp_prime", "refusal_clamp")
+CSV_COLUMNS = [
+    "latent_idx",
+    "hook_action",
+    "refuse_id",
+    "clamp_value",
+    "steering_coefficient",
+    "sae_id",
+    "sae_release",
+    "description",
+]
+SUPPORTED_NORMALISATIONS = (
+    "none",
+    "expected_average_only_in",
+    "constant_norm_rescale",
+    "layer_norm",
+)
+
+
+@dataclass(frozen=True)
+class SteeringRow:
+    """One row of the paper's steering CSV."""
+
+    latent_idx: int
+    hook_action: str
+    refuse_id: int | None = None
+    clamp_value: float = 0.0
+    steering_coefficient: float = 0.0
+    sae_id: str = ""
+    sae_release: str = ""
+    description: str = ""
+
+
+@dataclass
+class ClampConfig:
+    """What the steering hook does, at which layer. `rows` is the canonical form."""
+
+    layer: int
+    rows: list[SteeringRow]
+    mode: str = "csv"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def latents(self) -> list[int]:
+        return [r.latent_idx for r in self.rows]
+
+    def needed_latents(self) -> list[int]:
+        """Every latent the hook must encode: the rows' and the refusal targets."""
+        needed = {r.latent_idx for r in self.rows}
+        needed.update(r.refuse_id for r in self.rows if r.hook_action == "clamp_refusal")
+        return sorted(needed)
+
+
+def clamp_prime(
+    layer: int, latents: Sequence[int], value: float, sae_release: str = "", sae_id: str = ""
+) -> ClampConfig:
+    rows = [
+        SteeringRow(int(i), "clamp", None, float(value), 0.0, sae_id, sae_release, "")
+        for i in latents
+    ]
+    return ClampConfig(layer, rows, mode="clamp_prime", meta={"value": float(value)})
+
+
+def refusal_clamp(
+    layer: int,
+    latents: Sequence[int],
+    refusal_latent: int,
+    threshold: float,
+    value: float,
+    sae_release: str = "",
+    sae_id: str = "",
+) -> ClampConfig:
+    rows = [
+        SteeringRow(
+            int(i),
+            "clamp_refusal",
+            int(refusal_latent),
+            float(threshold),
+            float(value),
+            sae_id,
+            sae_release,
+            "",
+        )
+        for i in latents
+    ]
+    meta = {"value": float(value), "threshold": float(threshold), "refusal_latent": refusal_latent}
+    return ClampConfig(layer, rows, mode="refusal_clamp", meta=meta)
+
+
+def validate_rows(rows: Sequence[SteeringRow], d_sae: int | None = None, source: str = "") -> None:
+    where = f" in {source}" if source else ""
+    if not rows:
+        raise ValueError(f"the clamp config{where} names no latents; select at least one")
+    for n, row in enumerate(rows):
+        if row.hook_action not in ACTIONS:
+            raise ValueError(
+                f"row {n}{where}: hook_action={row.hook_action!r}; use one of {ACTIONS}"
+            )
+        if row.hook_action == "clamp_refusal" and row.refuse_id is None:
+            raise ValueError(
+                f"row {n}{where}: clamp_refusal needs a refuse_id (the refusal latent)"
+            )
+        if d_sae is not None:
+            for name, idx in (("latent_idx", row.latent_idx), ("refuse_id", row.refuse_id)):
+                if idx is not None and not 0 <= idx < d_sae:
+                    raise ValueError(
+                        f"row {n}{where}: {name}={idx} is out of range for an SAE with {d_sae} "
+                        f"latents (valid: 0..{d_sae - 1}); check that the config matches the SAE"
+                    )
+
+
+# --- file formats -----------------------------------------------------------------------
+
+
+def write_clamp_yaml(cfg: ClampConfig, path: str | Path) -> None:
+    write_yaml(
+        path,
+        {
+            "layer": cfg.layer,
+            "mode": cfg.mode,
+            "meta": cfg.meta,
+            "rows": [asdict(r) for r in cfg.rows],
+        },
+    )
+
+
+def read_clamp_yaml(path: str | Path) -> ClampConfig:
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "rows" not in data or "layer" not in data:
+        raise ValueError(f"{path} is not a clamp config (needs `layer` and `rows`)")
+    rows = [SteeringRow(**row) for row in data["rows"]]
+    validate_rows(rows, source=str(path))
+    return ClampConfig(int(data["layer"]), rows, data.get("mode", "csv"), data.get("meta", {}))
+
+
+def write_steering_csv(cfg: ClampConfig, path: str | Path) -> None:
+    frame = pd.DataFrame([asdict(r) for r in cfg.rows], columns=CSV_COLUMNS)
+    frame["refuse_id"] = frame["refuse_id"].astype("Int64")
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _number(value) -> float:
+    return 0.0 if pd.isna(value) else float(value)
+
+
+def read_steering_csv(path: str | Path, layer: int) -> ClampConfig:
+    """Import a steering CSV in the paper's format, as is."""
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    missing = [c for c in CSV_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{path} lacks steering CSV columns {missing}; expected columns {CSV_COLUMNS}"
+        )
+    rows = []
+    for n, rec in enumerate(frame.to_dict("records")):
+        try:
+            refuse = rec["refuse_id"]
+            rows.append(
+                SteeringRow(
+                    latent_idx=int(rec["latent_idx"]),
+                    hook_action=str(rec["hook_action"]).strip(),
+                    refuse_id=None if pd.isna(refuse) else int(refuse),
+                    clamp_value=float(rec["clamp_value"])
+                    if not pd.isna(rec["clamp_value"])
+                    else 0.0,
+                    steering_coefficient=float(rec["steering_coefficient"])
+                    if not pd.isna(rec["steering_coefficient"])
+                    else 0.0,
+                    sae_id="" if pd.isna(rec["sae_id"]) else str(rec["sae_id"]),
+                    sae_release="" if pd.isna(rec["sae_release"]) else str(rec["sae_release"]),
+                    description="" if pd.isna(rec["description"]) else str(rec["description"]),
+                )
+            )
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"{path} row {n + 2}: {err}; numeric columns must hold numbers"
+            ) from err
+    validate_rows(rows, source=str(path))
+    actions = {r.hook_action for r in rows}
+    mode = {"clamp"}, {"clamp_refusal"}
+    name = "clamp_prime" if actions == mode[0] else "refusal_clamp" if actions == mode[1] else "csv"
+    return ClampConfig(layer, rows, mode=name, meta={"source_csv": str(path)})
+
+
+# --- the hook -----------------------------------------------------------------------------
+
+
+class LatentSlice(nn.Module):
+    """The part of an SAE the steering hook needs, for a fixed set of latents.
+
+    Built from any sae-lens SAE (ReLU, JumpReLU, TopK/BatchTopK-as-JumpReLU); refuses the
+    architectures whose latents cannot be computed this way.
+    """
+
+    def __init__(self, sae: nn.Module, latents: Sequence[int]):
+        super().__init__()
+        cfg = sae.cfg
+        d_sae = int(cfg.d_sae)
+        idx = torch.tensor(sorted(set(int(i) for i in latents)), dtype=torch.long)
+        for i in idx.tolist():
+            if not 0 <= i < d_sae:
+                raise ValueError(
+                    f"latent {i} is out of range for an SAE with {d_sae} latents "
+                    f"(valid: 0..{d_sae - 1})"
+                )
+        self.architecture = type(cfg).architecture() if hasattr(cfg, "architecture") else "standard"
+        if self.architecture not in ("standard", "jumprelu", "topk"):
+            raise ValueError(
+                f"SAE architecture {self.architecture!r} is not supported by the steering hook; "
+                "use a ReLU, JumpReLU or TopK SAE"
+            )
+        norm = getattr(cfg, "normalize_activations", "none") or "none"
+        if norm not in SUPPORTED_NORMALISATIONS:
+            raise ValueError(f"SAE normalize_activations={norm!r} is not supported by the hook")
+        if getattr(cfg, "reshape_activations", "none") != "none":
+            raise ValueError("hook_z SAEs are not supported: the hook edits the residual stream")
+        self.normalisation = "none" if norm == "expected_average_only_in" else norm
+        self.d_in = int(cfg.d_in)
+        self.d_sae = d_sae
+        self.register_buffer("index", idx)
+        self.position = {latent: j for j, latent in enumerate(idx.tolist())}
+        b_dec = sae.b_dec.detach()
+        apply_b_dec = bool(getattr(cfg, "apply_b_dec_to_input", True))
+        self.register_buffer("b_dec_in", b_dec if apply_b_dec else torch.zeros_like(b_dec))
+        self.register_buffer("W_enc", sae.W_enc.detach()[:, idx].clone())
+        self.register_buffer("b_enc", sae.b_enc.detach()[idx].clone())
+        self.register_buffer("W_dec", sae.W_dec.detach()[idx].clone())
+        threshold = getattr(sae, "threshold", None)
+        self.register_buffer(
+            "threshold",
+            threshold.detach()[idx].clone() if threshold is not None else torch.zeros(len(idx)),
+        )
+        self.k = int(getattr(cfg, "k", 0) or 0)
+        if self.architecture == "topk":
+            self.rescale = bool(getattr(cfg, "rescale_acts_by_decoder_norm", False))
+            self.register_buffer("W_enc_full", sae.W_enc.detach().clone())
+            self.register_buffer("b_enc_full", sae.b_enc.detach().clone())
+            self.register_buffer("dec_norm_full", sae.W_dec.detach().norm(dim=-1))
+
+    def normalise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """SAE input normalisation, and the factor that maps decoder deltas back."""
+        if self.normalisation == "constant_norm_rescale":
+            coeff = (self.d_in**0.5) / x.norm(dim=-1, keepdim=True)
+            return x * coeff, 1.0 / coeff
+        if self.normalisation == "layer_norm":
+            mu = x.mean(dim=-1, keepdim=True)
+            std = (x - mu).std(dim=-1, keepdim=True)
+            return (x - mu) / (std + 1e-5), std
+        return x, 1.0
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations of the slice's latents, `[..., len(index)]`, exactly as the SAE's."""
+        sae_in = x - self.b_dec_in
+        if self.architecture == "topk":
+            full = sae_in @ self.W_enc_full + self.b_enc_full
+            if self.rescale:
+                full = full * self.dec_norm_full
+            # Slice the full pre-activations (not a separate k-column matmul) so the
+            # comparison with the k-th largest sees bit-identical values.
+            pre = full[..., self.index]
+            kth = full.topk(self.k, dim=-1).values[..., -1:]
+            return torch.relu(pre) * (pre >= kth).to(pre.dtype)
+        pre = sae_in @ self.W_enc + self.b_enc
+        acts = torch.relu(pre)
+        if self.architecture == "jumprelu":
+            acts = acts * (pre > self.threshold).to(pre.dtype)
+        return acts
+
+
+class ClampHook(nn.Module):
+    """Applies a ClampConfig to residual activations; differentiable (no `no_grad`)."""
+
+    def __init__(self, sae: nn.Module, cfg: ClampConfig):
+        super().__init__()
+        validate_rows(cfg.rows, d_sae=int(sae.cfg.d_sae))
+        self.cfg = cfg
+        self.slice = LatentSlice(sae, cfg.needed_latents())
+        pos = self.slice.position
+
+        def gather(action: str) -> list[SteeringRow]:
+            return [r for r in cfg.rows if r.hook_action == action]
+
+        def tensor(values, dtype=torch.float32) -> torch.Tensor:
+            return torch.tensor(values, dtype=dtype)
+
+        add = gather("add")
+        self.register_buffer("add_pos", tensor([pos[r.latent_idx] for r in add], torch.long))
+        self.register_buffer("add_val", tensor([r.steering_coefficient for r in add]))
+        clamp = gather("clamp")
+        self.register_buffer("clamp_pos", tensor([pos[r.latent_idx] for r in clamp], torch.long))
+        self.register_buffer("clamp_val", tensor([r.clamp_value for r in clamp]))
+        cond = gather("clamp_cond")
+        self.register_buffer("cond_pos", tensor([pos[r.latent_idx] for r in cond], torch.long))
+        self.register_buffer("cond_thr", tensor([r.clamp_value for r in cond]))
+        self.register_buffer("cond_val", tensor([r.steering_coefficient for r in cond]))
+        # refusal groups: one per (refuse_id, value)
+        self.refusal_groups: list[tuple[int, float, list[int], list[float]]] = []
+        for refuse_id in sorted({r.refuse_id for r in gather("clamp_refusal")}):
+            members = [r for r in gather("clamp_refusal") if r.refuse_id == refuse_id]
+            values = {r.steering_coefficient for r in members}
+            if len(values) != 1:
+                raise ValueError(
+                    f"clamp_refusal rows for refuse_id {refuse_id} disagree on the value to set "
+                    f"({sorted(values)}); give them one steering_coefficient"
+                )
+            self.refusal_groups.append(
+                (
+                    pos[refuse_id],
+                    values.pop(),
+                    [pos[r.latent_idx] for r in members],
+                    [r.clamp_value for r in members],
+                )
+            )
+
+    def edit(self, f: torch.Tensor) -> torch.Tensor:
+        """The edited latents f' (same shape as f); conditions read the unedited f."""
+        new = f.clone()
+        dtype = f.dtype
+        if len(self.clamp_pos):
+            sel = f[..., self.clamp_pos]
+            new[..., self.clamp_pos] = torch.where(sel > 0, self.clamp_val.to(dtype), sel)
+        if len(self.cond_pos):
+            sel = f[..., self.cond_pos]
+            new[..., self.cond_pos] = torch.where(
+                sel > self.cond_thr.to(dtype), self.cond_val.to(dtype), sel
+            )
+        if len(self.add_pos):
+            new[..., self.add_pos] = new[..., self.add_pos] + self.add_val.to(dtype)
+        for target, value, members, thresholds in self.refusal_groups:
+            thr = torch.tensor(thresholds, dtype=dtype, device=f.device)
+            fire = (f[..., members] > thr).any(dim=-1)
+            new[..., target] = torch.where(
+                fire, torch.full_like(new[..., target], value), new[..., target]
+            )
+        return new
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        x = h.to(self.slice.W_enc.dtype)
+        sae_in, out_scale = self.slice.normalise(x)
+        f = self.slice.encode(sae_in)
+        delta = ((self.edit(f) - f) @ self.slice.W_dec) * out_scale
+        return h + delta.to(h.dtype)
+
+
+@contextmanager
+def steer(model: nn.Module, hook: ClampHook, layer: int | None = None) -> Iterator[ClampHook]:
+    """Attach the clamp hook to the output of decoder block `layer` for the block's duration."""
+    layer = hook.cfg.layer if layer is None else layer
+    check_layer(model, layer, what="clamp layer")
+    block = decoder_layers(model)[layer]
+    device = next(model.parameters()).device
+    hook.to(device)
+
+    def forward_hook(_module, _inputs, output):
+        if isinstance(output, tuple):
+            return (hook(output[0]), *output[1:])
+        return hook(output)
+
+    handle = block.register_forward_hook(forward_hook)
+    try:
+        yield hook
+    finally:
+        handle.remove()
+
+
+def reference_steer(sae: nn.Module, cfg: ClampConfig, h: torch.Tensor) -> torch.Tensor:
+    """Full encode -> edit -> decode + error, with sae-lens' own encode/decode (for tests)."""
+    f = sae.encode(h)
+    edited = f.clone()
+    hook = ClampHook(sae, cfg)
+    needed = torch.tensor(cfg.needed_latents())
+    edited[..., needed] = hook.edit(f[..., needed])
+    error = h - sae.decode(f)
+    return sae.decode(edited) + error
