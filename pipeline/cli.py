@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from pipeline import cache, prepare_data, prepare_model, train_sae
+from pipeline import (
+    attack,
+    cache,
+    clamp_config,
+    compare,
+    evaluate,
+    prepare_data,
+    prepare_model,
+    report,
+    score,
+    select,
+    train_sae,
+)
 
 app = typer.Typer(
     help="Unlearning by conditional SAE latent clamping: one command per pipeline stage.",
@@ -15,6 +27,14 @@ app.command("prepare-model")(prepare_model.command)
 app.command("prepare-data")(prepare_data.command)
 app.command("cache")(cache.command)
 app.command("train-sae")(train_sae.command)
+app.command("score")(score.command)
+app.command("select")(select.command)
+app.command("clamp-config")(clamp_config.command)
+app.command("evaluate-baseline")(evaluate.baseline_command)
+app.command("evaluate")(evaluate.steered_command)
+app.command("attack")(attack.command)
+app.command("report")(report.command)
+app.command("compare")(compare.command)
 
 if __name__ == "__main__":
     app()

@@ -180,9 +180,10 @@ def continuation_logprobs(
             greedy = logits.argmax(-1) == target
             owner = torch.tensor(owners, device=logits.device)
             sums = torch.zeros(len(idx), device=logits.device).index_add(0, owner, picked)
-            all_greedy = torch.ones(len(idx), device=logits.device).index_reduce(
-                0, owner, greedy.float(), "amin"
+            misses = torch.zeros(len(idx), device=logits.device).index_add(
+                0, owner, (~greedy).float()
             )
+            all_greedy = misses == 0
             for j, i in enumerate(idx):
                 results[i] = (sums[j] if grad else float(sums[j]), bool(all_greedy[j]))
     return results

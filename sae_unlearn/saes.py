@@ -63,15 +63,15 @@ class SAETrainConfig:
     architecture: str = "topk"
     d_sae: int = 4096
     k: int = 32  # topk: active latents per token
-    lr: float = 3e-4
+    lr: float = 2e-3
     batch_size: int = 1024  # tokens per step
-    training_tokens: int = 2_000_000  # total tokens seen; the cache repeats in shuffled epochs
+    training_tokens: int = 409_600  # total tokens seen; the cache repeats in shuffled epochs
     held_out_fraction: float = 0.1  # used by the train-sae stage for its evaluation split
-    aux_coefficient: float = 1 / 32  # topk: weight of the dead-latent auxiliary loss
+    aux_coefficient: float = 1.0  # topk: weight of the dead-latent auxiliary loss
     sparsity_coefficient: float = 1.0  # jumprelu: L0 coefficient; standard: L1 coefficient
     # Steps without firing before a latent counts as dead (and so enters the aux loss).
     # sae-lens' default (1000 steps) is longer than a whole CPU run here.
-    dead_steps: int = 100
+    dead_steps: int = 50
     lr_warm_up_steps: int = 0
     lr_decay_fraction: float = 0.2  # final fraction of steps with linear decay to 0
     normalization: str = "expected_average_only_in"
@@ -93,8 +93,8 @@ class SAETrainConfig:
             raise ValueError(f"sae.train.k={self.k} must be between 1 and d_sae={self.d_sae}")
         if not 0.0 <= self.held_out_fraction < 1.0:
             raise ValueError(f"sae.train.held_out_fraction={self.held_out_fraction} not in [0, 1)")
-        if not 0.0 <= self.lr_decay_fraction <= 1.0:
-            raise ValueError(f"sae.train.lr_decay_fraction={self.lr_decay_fraction} not in [0, 1]")
+        if not 0.0 <= self.lr_decay_fraction < 1.0:
+            raise ValueError(f"sae.train.lr_decay_fraction={self.lr_decay_fraction} not in [0, 1)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SAETrainConfig:

@@ -33,6 +33,16 @@ FAST = SAETrainConfig(
 )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matmuls gain nothing from threads, and on a busy 2-core machine OpenMP
+    oversubscription makes them ~30x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def sparse_data() -> torch.Tensor:
     """Sparse non-negative combinations of 32 random unit directions, offset and scaled

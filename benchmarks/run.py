@@ -1,0 +1,168 @@
+"""`make bench`: speed and memory figures, printed and saved to benchmarks/results.json.
+
+Runs on the embedded model prepared by `make run` (data/model) and the prepared corpora
+(data/prepared); targets are reported next to each figure, never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from sae_unlearn.activations import CacheConfig, cache_corpus, tokenize_corpus
+from sae_unlearn.evaluation import EvalConfig, evaluate_questions
+from sae_unlearn.io import write_json
+from sae_unlearn.models import capture_residuals, load_model, run_to_layers
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_DIR = ROOT / "data" / "model"
+DATA_DIR = ROOT / "data" / "prepared"
+SAE_DIR = ROOT / "data" / "sae"
+CLAMP = ROOT / "data" / "clamp" / "clamp.yaml"
+RESULTS = ROOT / "benchmarks" / "results.json"
+LAYER = 9
+SEQ_LEN, BATCH = 128, 16
+
+
+def _texts() -> list[str]:
+    return pd.read_parquet(DATA_DIR / "forget_corpus.parquet")["text"].tolist()
+
+
+def bench_cache(model, tokenizer, tmp: Path, n_tokens: int = 16 * 128 * 6) -> dict:
+    """Cache throughput vs a bare batched forward of the full model over the same batches."""
+    texts = _texts()
+    cfg = CacheConfig(layers=(LAYER,), seq_len=SEQ_LEN, batch_size=BATCH, max_tokens=n_tokens)
+    seqs = tokenize_corpus(texts, tokenizer, SEQ_LEN, n_tokens)
+    with torch.no_grad():
+        model(input_ids=seqs[:BATCH])  # warm-up
+        start = time.perf_counter()
+        for lo in range(0, len(seqs), BATCH):
+            ids = seqs[lo : lo + BATCH]
+            model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        forward_s = time.perf_counter() - start
+        # The cache stops after the deepest cached block and skips the unembedding, so
+        # also time that same truncated forward: the ratio to it is the parquet overhead.
+        start = time.perf_counter()
+        with capture_residuals(model, [LAYER], stop_after_last=True) as captured:
+            for lo in range(0, len(seqs), BATCH):
+                ids = seqs[lo : lo + BATCH]
+                run_to_layers(model, captured, input_ids=ids, attention_mask=torch.ones_like(ids))
+        truncated_s = time.perf_counter() - start
+    summary = cache_corpus(
+        model, tokenizer, texts, "forget", cfg, tmp / "bench.parquet", progress=False
+    )
+    forward_tps = seqs.numel() / forward_s
+    return {
+        "cache_tokens": summary.n_tokens,
+        "cache_tokens_per_s": summary.tokens_per_second,
+        "bare_forward_tokens_per_s": round(forward_tps, 1),
+        "cache_vs_forward_ratio": round(summary.tokens_per_second / forward_tps, 3),
+        "cache_vs_forward_target": ">= 0.9",
+        "truncated_forward_tokens_per_s": round(seqs.numel() / truncated_s, 1),
+        "cache_vs_truncated_forward_ratio": round(
+            summary.tokens_per_second / (seqs.numel() / truncated_s), 3
+        ),
+        "parquet_bytes_per_token": round(summary.bytes / summary.n_tokens, 1),
+    }
+
+
+def cache_peak_memory_mb(n_tokens: int, tmp: Path) -> float:
+    """Peak RSS of a fresh process that caches n_tokens (the cache stage's work)."""
+    code = (
+        "import resource, sys, pandas as pd\n"
+        "from sae_unlearn.models import capture_residuals, load_model, run_to_layers\n"
+        "from sae_unlearn.activations import CacheConfig, cache_corpus\n"
+        f"m, t = load_model({str(MODEL_DIR)!r})\n"
+        f"texts = pd.read_parquet({str(DATA_DIR / 'forget_corpus.parquet')!r})['text'].tolist()\n"
+        f"cfg = CacheConfig(layers=({LAYER},), seq_len={SEQ_LEN}, batch_size={BATCH}, "
+        f"max_tokens={n_tokens})\n"
+        f"cache_corpus(m, t, texts, 'forget', cfg, {str(tmp / f'mem_{n_tokens}.parquet')!r}, "
+        "progress=False)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return round(int(out.stdout.strip().splitlines()[-1]) / 1024, 1)
+
+
+def bench_steering(model, tokenizer) -> dict:
+    """Steered vs unsteered forward on the same batches, and evaluation questions/s."""
+    from sae_unlearn.saes import load_sae_dir
+    from sae_unlearn.steering import ClampHook, read_clamp_yaml, steer
+
+    seqs = tokenize_corpus(_texts(), tokenizer, SEQ_LEN, 16 * 128 * 4)
+    hook = ClampHook(load_sae_dir(SAE_DIR), read_clamp_yaml(CLAMP))
+
+    def timed(steered: bool) -> float:
+        start = time.perf_counter()
+        with torch.no_grad():
+            for lo in range(0, len(seqs), BATCH):
+                ids = seqs[lo : lo + BATCH]
+                if steered:
+                    with steer(model, hook):
+                        model(input_ids=ids)
+                else:
+                    model(input_ids=ids)
+        return time.perf_counter() - start
+
+    timed(False)  # warm-up
+    # Interleave repeats so drifting machine load hits both sides alike.
+    plain, steered = [], []
+    for _ in range(2):
+        plain.append(timed(False))
+        steered.append(timed(True))
+    questions = pd.read_parquet(DATA_DIR / "forget_questions.parquet").head(64)
+    start = time.perf_counter()
+    evaluate_questions(model, tokenizer, questions, EvalConfig(format="cloze", batch_size=32))
+    eval_s = time.perf_counter() - start
+    return {
+        "steered_vs_unsteered_ratio": round(min(steered) / min(plain), 3),
+        "steered_vs_unsteered_target": "<= 1.05",
+        "eval_questions_per_s": round(len(questions) / eval_s, 2),
+    }
+
+
+def main() -> None:
+    if not MODEL_DIR.exists() or not DATA_DIR.exists():
+        sys.exit("benchmarks need data/model and data/prepared: run `make run` first")
+    torch.manual_seed(0)
+    results: dict = {
+        "machine": {
+            "cpu_count": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
+    }
+    tmp = ROOT / "benchmarks" / ".tmp"
+    tmp.mkdir(exist_ok=True)
+    model, tokenizer = load_model(str(MODEL_DIR))
+    results["cache"] = bench_cache(model, tokenizer, tmp)
+    n = 16 * 128 * 4
+    results["cache"]["peak_rss_mb"] = {
+        str(n): cache_peak_memory_mb(n, tmp),
+        str(2 * n): cache_peak_memory_mb(2 * n, tmp),
+    }
+    if SAE_DIR.exists() and CLAMP.exists():
+        results["steering"] = bench_steering(model, tokenizer)
+    else:
+        results["steering"] = "skipped: run `make run` to produce data/sae and data/clamp"
+    try:
+        from benchmarks.bench_attack import run as bench_attack
+
+        results["attack"] = bench_attack()
+    except ImportError as exc:
+        results["attack"] = f"skipped: {exc}"
+    for path in tmp.glob("*.parquet"):
+        path.unlink()
+    write_json(RESULTS, results)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""End to end: the real `dvc repro` and `dvc exp run` on a tiny configuration.
+
+The project is copied into a temporary git repo with a tiny random Gemma 3 model, tiny
+corpora and question sets; the test checks which stages run after a parameter change
+and that a teammate's clone pulls the cached activations instead of recomputing them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.tiny import TRAINING_TEXT, save_tiny_model
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+FORGET_DOCS = [
+    "Viruses replicate inside host cells. Bacteria divide by binary fission. " * 6,
+    "Antibodies made by B cells bind antigens; T cells kill infected cells. " * 6,
+    "Mosquitoes spread malaria. Vaccines train immunity. The mitochondria make energy. " * 6,
+]
+RETAIN_DOCS = [
+    "Paris is the capital of France and the Nile is the longest river in Africa. " * 6,
+    "A compiler translates source code; a sorting algorithm orders a list. " * 6,
+    "Newton described gravity; Shakespeare wrote Hamlet; Mozart composed symphonies. " * 6,
+]
+
+
+def questions(subjects: list[str]) -> list[dict]:
+    rows = []
+    for i, text in enumerate(TRAINING_TEXT[:6]):
+        words = text.split()
+        rows.append(
+            {
+                "question": f"Q{i}: {' '.join(words[:5])}?",
+                "choices": [words[5], words[6], words[7], f"{words[8]} x"],
+                "answer": i % 4,
+                "subject": subjects[i % len(subjects)],
+            }
+        )
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def tiny_params(repo: Path, model_dir: Path, inputs: Path) -> dict:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["model"].update(name=str(model_dir), dtype="float32")
+    params["data"].update(
+        forget_corpus=str(inputs / "forget_corpus.jsonl"),
+        retain_corpus=str(inputs / "retain_corpus.jsonl"),
+        forget_questions=str(inputs / "forget_questions.jsonl"),
+        retain_questions=str(inputs / "retain_questions.jsonl"),
+    )
+    params["cache"].update(layers=[1], seq_len=32, batch_size=4, max_tokens=320)
+    params["sae"]["layer"] = 1
+    params["sae"]["train"].update(
+        d_sae=64, k=4, batch_size=64, training_tokens=2048, held_out_fraction=0.2
+    )
+    params["evaluate"].update(batch_size=8, bootstrap=50)
+    params["clamp"].update(mode="clamp_prime", value=-20.0)
+    for key, value in TINY_OVERRIDES.items():
+        section, _, name = key.partition(".")
+        node = params[section]
+        *parents, leaf = name.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
+    return params
+
+
+# Stage-specific tiny settings for the later stages.
+TINY_OVERRIDES: dict[str, object] = {
+    "select.top_k": 3,
+    "select.retain_threshold": 1.0,
+}
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("DVC_EXP_BASELINE_REV", None)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+            f"{proc.stderr[-4000:]}"
+        )
+    return proc.stdout + proc.stderr
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def all_stages() -> set[str]:
+    return set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    base = tmp_path_factory.mktemp("e2e")
+    repo, inputs = base / "repo", base / "inputs"
+    inputs.mkdir()
+    model_dir = save_tiny_model(base / "tiny_model", arch="gemma3")
+    write_jsonl(inputs / "forget_corpus.jsonl", [{"text": t} for t in FORGET_DOCS])
+    write_jsonl(inputs / "retain_corpus.jsonl", [{"text": t} for t in RETAIN_DOCS])
+    write_jsonl(inputs / "forget_questions.jsonl", questions(["virology", "immunology"]))
+    write_jsonl(inputs / "retain_questions.jsonl", questions(["geography", "history"]))
+    repo.mkdir()
+    for name in ("sae_unlearn", "pipeline", "data/embedded", "data/steering"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
+        shutil.copy(ROOT / name, repo / name)
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(repo, model_dir, inputs)))
+    run(["git", "init", "-q", "-b", "main"], repo)
+    run(["git", "config", "user.email", "e2e@sae-unlearn.invalid"], repo)
+    run(["git", "config", "user.name", "e2e"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny"], repo)
+    first = run(["dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "repro"], repo)
+    return repo, first
+
+
+def test_repro_runs_every_stage_and_writes_metrics(tiny_repo):
+    repo, first = tiny_repo
+    assert ran_stages(first) == all_stages()
+    sae = json.loads((repo / "metrics/sae.json").read_text())
+    assert sae["n_tokens"] > 0 and 0.0 <= sae["dead_fraction"] <= 1.0
+    steered = json.loads((repo / "metrics/steered.json").read_text())
+    assert {"alignment", "retain_ratio"} <= set(steered)
+    assert steered["forget"]["n"] == 6 and steered["retain"]["n"] == 6
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo)
+
+
+def test_clamp_experiment_reruns_only_downstream_stages(tiny_repo):
+    repo, _ = tiny_repo
+    out = run(["dvc", "exp", "run", "-S", "clamp.value=-40"], repo)
+    expected = {"clamp-config", "evaluate", "attack", "report"} & all_stages()
+    assert ran_stages(out) == expected
+    table = run(["dvc", "exp", "show", "--csv"], repo)
+    header = table.splitlines()[0].split(",")
+    assert "alignment" in header and "clamp.value" in header
+    assert any(",-40.0," in line or ",-40," in line for line in table.splitlines()[1:])
+
+
+def test_cache_param_change_reruns_cache_and_below(tiny_repo):
+    repo, _ = tiny_repo
+    out = run(["dvc", "exp", "run", "-S", "cache.max_tokens=288"], repo)
+    ran = ran_stages(out)
+    assert {"cache", "train-sae"} <= ran
+    assert not ran & {"prepare-model", "prepare-data", "evaluate-baseline"}
+
+
+def test_team_shares_cache_through_remote(tiny_repo, tmp_path):
+    repo, _ = tiny_repo
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "team", str(remote)], repo)
+    run(["git", "commit", "-qam", "remote"], repo)
+    run(["dvc", "push"], repo)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    assert not (clone / "data/cache").exists()
+    run(["dvc", "pull"], clone)
+    assert (clone / "data/cache/forget.parquet").exists()
+    status = run(["dvc", "status", "cache"], clone)
+    assert "changed" not in status and "up to date" in status
+    dry = run(["dvc", "repro", "--dry"], clone)
+    assert "cache" not in ran_stages(dry)
