@@ -43,7 +43,7 @@ GCG_KEYS = set(GCGConfig.__dataclass_fields__) | {"n_questions"}
 
 
 def gcg_config(p: Params, num_steps: int | None, search_width: int | None) -> GCGConfig:
-    raw = dict(p.get("attack.gcg", {}) or {})
+    raw = {"max_tokens": int(p.get("attack.max_tokens", 512)), **(p.get("attack.gcg", {}) or {})}
     unknown = sorted(set(raw) - GCG_KEYS)
     if unknown:
         raise typer.BadParameter(f"unknown attack.gcg keys {unknown}; known: {sorted(GCG_KEYS)}")
@@ -58,8 +58,18 @@ def gcg_config(p: Params, num_steps: int | None, search_width: int | None) -> GC
         raise typer.BadParameter(str(exc)) from exc
 
 
-def _summary(frame: pd.DataFrame, n_boot: int, seed: int) -> dict:
-    return accuracy_summary(frame, n_boot, seed)
+class _Clock:
+    """Wall and process CPU seconds per phase (CPU time shows the work when the machine
+    is shared)."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def lap(self) -> dict[str, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        out = {"wall_s": round(wall - self.wall, 1), "cpu_s": round(cpu - self.cpu, 1)}
+        self.wall, self.cpu = wall, cpu
+        return out
 
 
 def command(
@@ -71,7 +81,7 @@ def command(
     out: Path | None = typer.Option(None, help="directory for suffixes and loss curves"),
     metrics: Path | None = typer.Option(None, help="metrics JSON"),
     format: str | None = typer.Option(None, help="cloze | letter"),
-    batch_size: int | None = typer.Option(None, help="rows per scoring forward"),
+    batch_size: int | None = typer.Option(None, help="prompts per generation batch"),
     fewshot: list[int] | None = typer.Option(None, "--fewshot", help="k (repeat)"),
     num_steps: int | None = typer.Option(None, help="override attack.gcg.num_steps"),
     search_width: int | None = typer.Option(None, help="override attack.gcg.search_width"),
@@ -84,7 +94,9 @@ def command(
     cfg = eval_config(p, format, batch_size)
     gcg_cfg = gcg_config(p, num_steps, search_width)
     data_dir = Path(p.get("data.dir", "data/prepared"))
-    clamp_path = Path(p.pick(clamp, "attack.clamp", str(Path(p.get("clamp.dir")) / "clamp.yaml")))
+    clamp_path = Path(
+        p.pick(clamp, "attack.clamp", None) or Path(p.get("clamp.dir", "data/clamp")) / "clamp.yaml"
+    )
     if not clamp_path.exists():
         raise typer.BadParameter(f"{clamp_path} does not exist; run `sae-unlearn clamp-config`")
     out_dir = Path(p.pick(out, "attack.dir", "data/results/attack"))
@@ -93,12 +105,15 @@ def command(
     shots_k = [int(k) for k in (fewshot or p.get("attack.fewshot", [0, 1, 4, 16]))]
     n_opt = int(p.pick(n_questions, "attack.gcg.n_questions", 4))
     n_eval_q = p.pick(n_eval, "attack.n_eval", None)
+    max_tokens = gcg_cfg.max_tokens
     gib = dict(p.get("attack.gibberish", {}) or {})
     n_prompts = int(gib.get("n_prompts", 16))
     max_new = int(gib.get("max_new_tokens", 20))
     fluent_ppl = float(gib.get("fluent_ppl", 50.0))
     n_samples = int(gib.get("n_samples", 5))
 
+    timings: dict[str, dict[str, float]] = {}
+    clock = _Clock()
     forget = read_questions(Path(forget_questions or data_dir / "forget_questions.parquet"))
     retain = read_questions(Path(retain_questions or data_dir / "retain_questions.parquet"))
     model, tokenizer = load_model(str(p.pick(model_dir, "model.dir")), p.get("model.dtype"))
@@ -107,7 +122,6 @@ def command(
     check_sae_matches_model(sae, hidden_size(model), sae_path)
     hooks = {"baseline": None, "steered": ClampHook(sae, read_clamp_yaml(clamp_path))}
     eval_set = deterministic_subset(forget, None if n_eval_q is None else int(n_eval_q), seed)
-    timings: dict[str, float] = {}
     summaries: dict = {"fewshot": {}, "gcg": {}}
     metrics_out: dict = {
         "format": cfg.format,
@@ -115,26 +129,27 @@ def command(
         "gcg": {},
         "gibberish": {},
     }
+    timings["load"] = clock.lap()
 
     # Few-shot: the same k retain shots in front of every forget question.
-    start = time.perf_counter()
     zero_shot: dict[str, pd.DataFrame] = {}
     for k in shots_k:
         shots = draw_shots(retain, k, seed)
         for name in MODELS:
             with maybe_steer(model, hooks[name]):
-                frame = evaluate_shared(model, tokenizer, eval_set, cfg, fewshot=shots)
+                frame = evaluate_shared(
+                    model, tokenizer, eval_set, cfg, fewshot=shots, max_tokens=max_tokens
+                )
             if k == 0:
                 zero_shot[name] = frame
-            summary = _summary(frame, cfg.bootstrap, cfg.seed)
+            summary = accuracy_summary(frame, cfg.bootstrap, cfg.seed)
             summaries["fewshot"].setdefault(name, {})[str(k)] = summary
             metrics_out["fewshot"][name][str(k)] = summary["acc"]
             typer.echo(f"few-shot k={k} {name}: acc {summary['acc']:.3f}")
     metrics_out["fewshot"]["n"] = len(eval_set)
-    timings["fewshot"] = time.perf_counter() - start
+    timings["fewshot"] = clock.lap()
 
     # GCG: one suffix per model, optimised over n_opt forget questions.
-    start = time.perf_counter()
     targets = deterministic_subset(forget, n_opt, seed + 1)
     prompts = gcg_prompts(tokenizer, targets, cfg.format)
     allowed = allowed_token_mask(
@@ -145,17 +160,23 @@ def command(
         (q, s) in target_keys
         for q, s in zip(eval_set["question"], eval_set["subject"], strict=True)
     ]
-    gcg_results = {}
+    gcg_results, per_step = {}, {}
     curves = []
     for name in MODELS:
-        t0 = time.perf_counter()
         with maybe_steer(model, hooks[name]):
+            t0 = time.perf_counter()
             result = run_gcg(model, tokenizer, prompts, gcg_cfg, allowed=allowed, progress=True)
-            frame = evaluate_shared(model, tokenizer, eval_set, cfg, suffix=result.best_string)
+            # Wall time, kept out of the metrics so they stay reproducible.
+            per_step[name] = round((time.perf_counter() - t0) / max(1, len(result.losses)), 2)
+            frame = evaluate_shared(
+                model, tokenizer, eval_set, cfg, suffix=result.best_string, max_tokens=max_tokens
+            )
             if name not in zero_shot:
-                zero_shot[name] = evaluate_shared(model, tokenizer, eval_set, cfg)
+                zero_shot[name] = evaluate_shared(
+                    model, tokenizer, eval_set, cfg, max_tokens=max_tokens
+                )
         gcg_results[name] = result
-        summary = _summary(frame, cfg.bootstrap, cfg.seed)
+        summary = accuracy_summary(frame, cfg.bootstrap, cfg.seed)
         summaries["gcg"][name] = summary
         held_out = frame[[not t for t in in_targets]]
         steps = len(result.losses)
@@ -167,7 +188,6 @@ def command(
             "final_loss": result.best_loss,
             "init_loss": result.init_loss,
             "steps": steps,
-            "seconds_per_step": (time.perf_counter() - t0) / max(1, steps),
         }
         curves.append(pd.DataFrame({"step": [0], "model": [name], "loss": [result.init_loss]}))
         curves.append(
@@ -180,10 +200,9 @@ def command(
         )
     metrics_out["gcg"]["n_questions"] = len(targets)
     metrics_out["gcg"]["n_eval"] = len(eval_set)
-    timings["gcg"] = time.perf_counter() - start
+    timings["gcg"] = clock.lap()
 
     # Gibberish: greedy continuations, scored by the unsteered model.
-    start = time.perf_counter()
     gib_set = eval_set.head(n_prompts)
     settings = {
         "baseline": ("baseline", ""),
@@ -212,7 +231,7 @@ def command(
     metrics_out["gibberish"].update(
         {"fluent_ppl": fluent_ppl, "max_new_tokens": max_new, "n_prompts": len(gib_set)}
     )
-    timings["gibberish"] = time.perf_counter() - start
+    timings["gibberish"] = clock.lap()
 
     write_json(
         out_dir / "suffixes.json",
@@ -235,14 +254,21 @@ def command(
     with atomic_path(out_dir / "gcg_loss.csv") as tmp:
         pd.concat(curves, ignore_index=True).to_csv(tmp, index=False)
     write_json(out_dir / "accuracy.json", summaries)
-    timings["total"] = sum(timings.values())
+    timings["total"] = {
+        key: round(sum(t[key] for t in timings.values()), 1) for key in ("wall_s", "cpu_s")
+    }
     write_json(
         out_dir / "run.json",
-        {"seconds": timings, "threads": torch.get_num_threads(), "n_eval": len(eval_set)},
+        {
+            "seconds": timings,
+            "gcg_seconds_per_step": per_step,
+            "threads": torch.get_num_threads(),
+            "n_eval": len(eval_set),
+        },
     )
     write_json(metrics_path, metrics_out)
     g = metrics_out["gibberish"]
     typer.echo(
         f"gibberish: fluent share steered {g['steered']['fluent_share']:.2f}, with suffix "
-        f"{g['steered_suffix']['fluent_share']:.2f}; total {timings['total']:.0f}s"
+        f"{g['steered_suffix']['fluent_share']:.2f}; total {timings['total']['wall_s']:.0f}s"
     )

@@ -33,6 +33,7 @@ def command(
     layers: list[int] | None = typer.Option(None, "--layer", help="layers to cache (repeat)"),
     params: Path = ParamsOption,
 ) -> None:
+    """Residual activations of the forget and retain corpora, streamed to parquet."""
     p = Params.load(params)
     # sae.layer is deliberately not a dependency of this stage: a layer sweep over
     # already-cached layers must not rerun the model forward (train-sae checks membership).

@@ -55,6 +55,7 @@ def command(
     out_dir: Path | None = typer.Option(None, help="where clamp.yaml and steering.csv go"),
     params: Path = ParamsOption,
 ) -> None:
+    """Selected latents + clamp params -> clamp config YAML and the paper's steering CSV."""
     p = Params.load(params)
     layer = int(p.get("sae.layer"))
     sae_path = Path(p.pick(sae_dir, "sae.dir"))

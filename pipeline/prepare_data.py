@@ -21,6 +21,7 @@ def command(
     max_documents: int | None = typer.Option(None, help="keep the first N documents per corpus"),
     params: Path = ParamsOption,
 ) -> None:
+    """Corpora and question sets (embedded, hub or local files) as validated parquet."""
     p = Params.load(params)
     cfg = DataConfig(
         forget_corpus=str(p.pick(forget_corpus, "data.forget_corpus")),

@@ -16,6 +16,7 @@ def command(
     out: Path | None = typer.Option(None, help="output model directory"),
     params: Path = ParamsOption,
 ) -> None:
+    """Materialise the model (embedded GGUF, hub id or local dir) as a safetensors directory."""
     p = Params.load(params)
     cfg = ModelConfig(name=p.pick(name, "model.name"), dtype=p.pick(dtype, "model.dtype"))
     out_dir = Path(p.pick(out, "model.dir"))

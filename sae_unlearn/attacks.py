@@ -240,12 +240,17 @@ def score_sequences(
                     cols.append(path[n_ctx + t - 1])
                     targets.append(tok)
                     owners.append(j)
-            logits = output_logits(model, hidden[cols]).float()
-            target = torch.tensor(targets, device=logits.device)
-            picked = torch.log_softmax(logits, dim=-1).gather(1, target[:, None])[:, 0]
-            greedy = (logits.argmax(-1) == target).tolist()
-            owner = torch.tensor(owners, device=logits.device)
-            sums = torch.zeros(len(members), device=logits.device).index_add(0, owner, picked)
+            # One unembedding per distinct node: a question's choices are all predicted
+            # from its last context token, and the 262k-way unembedding dominates here.
+            nodes, where = torch.unique(torch.tensor(cols), return_inverse=True)
+            node_logits = output_logits(model, hidden[nodes.to(device)]).float()
+            node_logprobs = torch.log_softmax(node_logits, dim=-1)
+            where = where.to(node_logits.device)
+            target = torch.tensor(targets, device=node_logits.device)
+            picked = node_logprobs[where, target]
+            greedy = (node_logits.argmax(-1)[where] == target).tolist()
+            owner = torch.tensor(owners, device=picked.device)
+            sums = torch.zeros(len(members), device=picked.device).index_add(0, owner, picked)
             all_greedy = [True] * len(members)
             for j, ok in zip(owners, greedy, strict=True):
                 all_greedy[j] = all_greedy[j] and ok
@@ -421,11 +426,11 @@ def allowed_token_mask(tokenizer: PreTrainedTokenizerBase, vocab_size: int, allo
 
 
 def _suffix_text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str | None:
-    """The suffix string for optimised ids, or None when the ids cannot stand for one."""
+    """The suffix string for optimised ids (their text less the separating space), or
+    None when they decode to nothing printable."""
     text = tokenizer.decode(list(ids))
-    if not text.startswith(" ") or len(text) < 2:
-        return None
-    return text[1:]
+    suffix = text[1:] if text.startswith(" ") else text
+    return suffix if suffix.strip() else None
 
 
 def _round_trips(
@@ -472,8 +477,8 @@ def token_gradient(
         rows, cols, targets, owners = [], [], [], []
         pieces = []
         for j, p in enumerate(prompts):
-            before = embedding(torch.tensor([p.before], device=device))[0]
-            rest = embedding(torch.tensor([p.after + p.target], device=device))[0]
+            before = embedding(torch.tensor([p.before], device=device))[0].detach()
+            rest = embedding(torch.tensor([p.after + p.target], device=device))[0].detach()
             row = torch.cat([before, suffix[0], rest], dim=0)
             pieces.append(torch.nn.functional.pad(row, (0, 0, 0, width - len(row))))
             mask[j, : len(row)] = 1

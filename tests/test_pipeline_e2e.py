@@ -83,8 +83,22 @@ def tiny_params(repo: Path, model_dir: Path, inputs: Path) -> dict:
 
 # Stage-specific tiny settings for the later stages.
 TINY_OVERRIDES: dict[str, object] = {
+    "score.retain_threshold": 1.0,
+    "score.min_forget_freq": 0.0,
+    "score.context_latents": 5,
+    "score.top_contexts": 2,
     "select.top_k": 3,
     "select.retain_threshold": 1.0,
+    "select.min_forget_freq": 0.0,
+    "attack.fewshot": [0, 1],
+    "attack.gcg.n_questions": 2,
+    "attack.gcg.num_steps": 2,
+    "attack.gcg.search_width": 4,
+    "attack.gcg.topk": 8,
+    "attack.gcg.optim_str_init": "x x x x",
+    "attack.gibberish.n_prompts": 2,
+    "attack.gibberish.max_new_tokens": 4,
+    "attack.gibberish.n_samples": 1,
 }
 
 
