@@ -260,7 +260,8 @@ def command(
     write_json(
         out_dir / "run.json",
         {
-            "seconds": timings,
+            "total_seconds": timings["total"]["wall_s"],
+            "stage_times": timings,
             "gcg_seconds_per_step": per_step,
             "threads": torch.get_num_threads(),
             "n_eval": len(eval_set),

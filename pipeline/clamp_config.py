@@ -8,6 +8,7 @@ import pandas as pd
 import typer
 
 from pipeline.params import Params, ParamsOption
+from pipeline.timing import record_run_time
 from sae_unlearn.io import write_json
 from sae_unlearn.saes import load_sae_dir
 from sae_unlearn.steering import (
@@ -56,42 +57,44 @@ def command(
     params: Path = ParamsOption,
 ) -> None:
     """Selected latents + clamp params -> clamp config YAML and the paper's steering CSV."""
-    p = Params.load(params)
-    layer = int(p.get("sae.layer"))
-    sae_path = Path(p.pick(sae_dir, "sae.dir"))
-    out = Path(p.pick(out_dir, "clamp.dir"))
-    sae = load_sae_dir(sae_path)
-    csv_path = p.pick(csv, "clamp.csv", None)
-    if csv_path:
-        cfg = read_steering_csv(csv_path, layer)
-    else:
-        mode = p.get("clamp.mode")
-        if mode not in MODES:
-            raise typer.BadParameter(f"clamp.mode={mode!r}; use one of {MODES}")
-        selection_path = selection or Path(p.get("select.dir")) / "selected.parquet"
-        selected = pd.read_parquet(selection_path)
-        refusal = -1
-        if mode == "refusal_clamp":
-            refusal = resolve_refusal_latent(
-                p.get("clamp.refusal_latent"),
-                Path(p.pick(model_dir, "model.dir")),
-                sae,
+    with record_run_time() as run_time:
+        p = Params.load(params)
+        layer = int(p.get("sae.layer"))
+        sae_path = Path(p.pick(sae_dir, "sae.dir"))
+        out = Path(p.pick(out_dir, "clamp.dir"))
+        sae = load_sae_dir(sae_path)
+        csv_path = p.pick(csv, "clamp.csv", None)
+        if csv_path:
+            cfg = read_steering_csv(csv_path, layer)
+        else:
+            mode = p.get("clamp.mode")
+            if mode not in MODES:
+                raise typer.BadParameter(f"clamp.mode={mode!r}; use one of {MODES}")
+            selection_path = selection or Path(p.get("select.dir")) / "selected.parquet"
+            selected = pd.read_parquet(selection_path)
+            refusal = -1
+            if mode == "refusal_clamp":
+                refusal = resolve_refusal_latent(
+                    p.get("clamp.refusal_latent"),
+                    Path(p.pick(model_dir, "model.dir")),
+                    sae,
+                    layer,
+                    p.get("model.dtype", "float32"),
+                )
+            cfg = build_clamp_config(
+                selected,
+                mode,
                 layer,
-                p.get("model.dtype", "float32"),
+                float(p.get("clamp.value")),
+                float(p.get("clamp.threshold", 0.05)),
+                refusal,
             )
-        cfg = build_clamp_config(
-            selected,
-            mode,
-            layer,
-            float(p.get("clamp.value")),
-            float(p.get("clamp.threshold", 0.05)),
-            refusal,
+        validate_rows(cfg.rows, d_sae=int(sae.cfg.d_sae), source=str(csv_path or "the selection"))
+        write_clamp_yaml(cfg, out / "clamp.yaml")
+        write_steering_csv(cfg, out / "steering.csv")
+        write_json(
+            out / "summary.json",
+            {"mode": cfg.mode, "layer": cfg.layer, "latents": cfg.latents, **cfg.meta},
         )
-    validate_rows(cfg.rows, d_sae=int(sae.cfg.d_sae), source=str(csv_path or "the selection"))
-    write_clamp_yaml(cfg, out / "clamp.yaml")
-    write_steering_csv(cfg, out / "steering.csv")
-    write_json(
-        out / "summary.json",
-        {"mode": cfg.mode, "layer": cfg.layer, "latents": cfg.latents, **cfg.meta},
-    )
-    typer.echo(f"{cfg.mode}: {len(cfg.rows)} rows at layer {cfg.layer} -> {out}")
+        typer.echo(f"{cfg.mode}: {len(cfg.rows)} rows at layer {cfg.layer} -> {out}")
+        run_time["dir"] = out

@@ -8,6 +8,7 @@ import pandas as pd
 import typer
 
 from pipeline.params import Params, ParamsOption
+from pipeline.timing import record_run_time
 from sae_unlearn.data import (
     QUESTION_SUFFIXES,
     DataError,
@@ -49,6 +50,22 @@ def eval_config(p: Params, fmt: str | None, batch_size: int | None) -> EvalConfi
 
 
 def run_evaluation(
+    p: Params,
+    cfg: EvalConfig,
+    model_dir: Path,
+    forget_questions: Path,
+    retain_questions: Path,
+    out_dir: Path,
+    clamp: Path | None,
+    sae_dir: Path | None,
+) -> dict:
+    with record_run_time(out_dir):
+        return _run_evaluation(
+            p, cfg, model_dir, forget_questions, retain_questions, out_dir, clamp, sae_dir
+        )
+
+
+def _run_evaluation(
     p: Params,
     cfg: EvalConfig,
     model_dir: Path,

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from pipeline.params import Params, ParamsOption
+from pipeline.timing import record_run_time
 from sae_unlearn.data import DataConfig, DataError, prepare_data
 
 
@@ -22,22 +23,24 @@ def command(
     params: Path = ParamsOption,
 ) -> None:
     """Corpora and question sets (embedded, hub or local files) as validated parquet."""
-    p = Params.load(params)
-    cfg = DataConfig(
-        forget_corpus=str(p.pick(forget_corpus, "data.forget_corpus")),
-        retain_corpus=str(p.pick(retain_corpus, "data.retain_corpus")),
-        forget_questions=str(p.pick(forget_questions, "data.forget_questions")),
-        retain_questions=str(p.pick(retain_questions, "data.retain_questions")),
-        mmlu_subjects=tuple(p.get("data.mmlu_subjects", DataConfig.mmlu_subjects)),
-        wikitext_config=p.get("data.wikitext_config", DataConfig.wikitext_config),
-        max_documents=p.pick(max_documents, "data.max_documents", None),
-    )
-    out_path = Path(p.pick(out_dir, "data.dir"))
-    try:
-        summary = prepare_data(cfg, out_path)
-    except DataError as exc:
-        # A usage error (exit 2, message only): the fix is in the input, not in the code.
-        raise typer.BadParameter(str(exc)) from exc
-    for line in summary.lines():
-        typer.echo(line)
-    typer.echo(f"prepared data written to {out_path}")
+    with record_run_time() as run_time:
+        p = Params.load(params)
+        cfg = DataConfig(
+            forget_corpus=str(p.pick(forget_corpus, "data.forget_corpus")),
+            retain_corpus=str(p.pick(retain_corpus, "data.retain_corpus")),
+            forget_questions=str(p.pick(forget_questions, "data.forget_questions")),
+            retain_questions=str(p.pick(retain_questions, "data.retain_questions")),
+            mmlu_subjects=tuple(p.get("data.mmlu_subjects", DataConfig.mmlu_subjects)),
+            wikitext_config=p.get("data.wikitext_config", DataConfig.wikitext_config),
+            max_documents=p.pick(max_documents, "data.max_documents", None),
+        )
+        out_path = Path(p.pick(out_dir, "data.dir"))
+        try:
+            summary = prepare_data(cfg, out_path)
+        except DataError as exc:
+            # A usage error (exit 2, message only): the fix is in the input, not in the code.
+            raise typer.BadParameter(str(exc)) from exc
+        for line in summary.lines():
+            typer.echo(line)
+        typer.echo(f"prepared data written to {out_path}")
+        run_time["dir"] = out_path

@@ -15,6 +15,7 @@ import typer
 from transformers import AutoTokenizer
 
 from pipeline.params import Params, ParamsOption
+from pipeline.timing import record_run_time
 from sae_unlearn.io import write_parquet
 from sae_unlearn.models import resolve_device
 from sae_unlearn.saes import load_sae_dir
@@ -44,39 +45,43 @@ def command(
     params: Path = ParamsOption,
 ) -> None:
     """Per-latent firing statistics on the forget and retain caches, and top contexts."""
-    p = Params.load(params)
-    threshold = p.get("score.retain_threshold", 0.01)
-    cfg = ScoreConfig(
-        layer=int(p.pick(layer, "sae.layer")),
-        batch_size=int(p.pick(batch_size, "score.batch_size", 4096)),
-        top_contexts=int(p.pick(top_contexts, "score.top_contexts", 10)),
-        context_latents=int(p.pick(context_latents, "score.context_latents", 50)),
-        context_window=int(p.pick(context_window, "score.context_window", 12)),
-        rankings=tuple(p.pick(rankings or None, "score.rankings", ["forget_freq", "freq_ratio"])),
-        retain_threshold=None if threshold is None else float(threshold),
-        min_forget_freq=float(p.get("score.min_forget_freq", 0.0)),
-        eps=float(p.get("score.eps", 1e-4)),
-    )
-    paths = _cache_paths(Path(p.pick(cache_dir, "cache.dir")))
-    sae_path = Path(p.pick(sae_dir, "sae.dir"))
-    model_path = Path(p.pick(model_dir, "model.dir"))
-    out_path = Path(p.pick(out_dir, "score.dir"))
-    if not model_path.is_dir():
-        raise typer.BadParameter(
-            f"model directory {model_path} does not exist; run `sae-unlearn prepare-model`"
+    with record_run_time() as run_time:
+        p = Params.load(params)
+        threshold = p.get("score.retain_threshold", 0.01)
+        cfg = ScoreConfig(
+            layer=int(p.pick(layer, "sae.layer")),
+            batch_size=int(p.pick(batch_size, "score.batch_size", 4096)),
+            top_contexts=int(p.pick(top_contexts, "score.top_contexts", 10)),
+            context_latents=int(p.pick(context_latents, "score.context_latents", 50)),
+            context_window=int(p.pick(context_window, "score.context_window", 12)),
+            rankings=tuple(
+                p.pick(rankings or None, "score.rankings", ["forget_freq", "freq_ratio"])
+            ),
+            retain_threshold=None if threshold is None else float(threshold),
+            min_forget_freq=float(p.get("score.min_forget_freq", 0.0)),
+            eps=float(p.get("score.eps", 1e-4)),
         )
-    sae = load_sae_dir(sae_path, device=str(resolve_device(device)))
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    start = time.perf_counter()
-    result = score_latents(sae, paths, tokenizer, cfg)
-    seconds = time.perf_counter() - start
-    write_parquet(out_path / "latents.parquet", result.latents)
-    write_parquet(out_path / "contexts.parquet", result.contexts)
-    table = result.latents
-    dead = int(((table["forget_freq"] == 0) & (table["retain_freq"] == 0)).sum())
-    tokens = ", ".join(f"{c} {n}" for c, n in result.n_tokens.items())
-    typer.echo(
-        f"scored {len(table)} latents on {tokens} non-special tokens in {seconds:.1f}s "
-        f"({dead} never fire); contexts for {result.contexts['latent'].nunique()} latents "
-        f"-> {out_path}"
-    )
+        paths = _cache_paths(Path(p.pick(cache_dir, "cache.dir")))
+        sae_path = Path(p.pick(sae_dir, "sae.dir"))
+        model_path = Path(p.pick(model_dir, "model.dir"))
+        out_path = Path(p.pick(out_dir, "score.dir"))
+        if not model_path.is_dir():
+            raise typer.BadParameter(
+                f"model directory {model_path} does not exist; run `sae-unlearn prepare-model`"
+            )
+        sae = load_sae_dir(sae_path, device=str(resolve_device(device)))
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        start = time.perf_counter()
+        result = score_latents(sae, paths, tokenizer, cfg)
+        seconds = time.perf_counter() - start
+        write_parquet(out_path / "latents.parquet", result.latents)
+        write_parquet(out_path / "contexts.parquet", result.contexts)
+        table = result.latents
+        dead = int(((table["forget_freq"] == 0) & (table["retain_freq"] == 0)).sum())
+        tokens = ", ".join(f"{c} {n}" for c, n in result.n_tokens.items())
+        typer.echo(
+            f"scored {len(table)} latents on {tokens} non-special tokens in {seconds:.1f}s "
+            f"({dead} never fire); contexts for {result.contexts['latent'].nunique()} latents "
+            f"-> {out_path}"
+        )
+        run_time["dir"] = out_path

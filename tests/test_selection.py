@@ -437,6 +437,7 @@ def test_score_and_select_stages(tmp_path, cache_dir, tiny_model_dir):
     assert sorted(p.name for p in (tmp_path / "scores").iterdir()) == [
         "contexts.parquet",
         "latents.parquet",
+        "run.json",  # the stage's run time, for the report
     ]
 
     result = runner.invoke(app, ["select", "--params", str(params)])
