@@ -60,23 +60,20 @@ def run_evaluation(
     sae_dir: Path | None,
 ) -> dict:
     with record_run_time(out_dir):
-        return _run_evaluation(
-            p, cfg, model_dir, forget_questions, retain_questions, out_dir, clamp, sae_dir
+        return _evaluate_sets(
+            p,
+            cfg,
+            model_dir,
+            {"forget": forget_questions, "retain": retain_questions},
+            out_dir,
+            clamp,
+            sae_dir,
         )
 
 
-def _run_evaluation(
-    p: Params,
-    cfg: EvalConfig,
-    model_dir: Path,
-    forget_questions: Path,
-    retain_questions: Path,
-    out_dir: Path,
-    clamp: Path | None,
-    sae_dir: Path | None,
-) -> dict:
+def _evaluate_sets(p, cfg, model_dir, question_files, out_dir, clamp, sae_dir) -> dict:
     model, tokenizer = load_model(str(model_dir), p.get("model.dtype", "float32"))
-    sets = {"forget": read_questions(forget_questions), "retain": read_questions(retain_questions)}
+    sets = {role: read_questions(path) for role, path in question_files.items()}
     results: dict[str, pd.DataFrame] = {}
     hook = None
     if clamp is not None:

@@ -44,6 +44,7 @@ from sae_unlearn.evaluation import (
     encode_pair,
     format_prompt,
     output_logits,
+    results_frame,
     subject_description,
     target_continuation,
 )
@@ -274,26 +275,11 @@ def evaluate_shared(
     requests = build_requests(questions, cfg.format, fewshot=fewshot, suffix=suffix)
     flat = [encode_pair(tokenizer, r.context, c) for r in requests for c in r.continuations]
     scores = score_sequences(model, flat, max_tokens=max_tokens, progress=progress)
-    rows, k = [], 0
-    for q, r in zip(questions.itertuples(index=False), requests, strict=True):
-        ll = np.asarray([s for s, _ in scores[k : k + len(r.continuations)]])
+    loglik, k = [], 0
+    for r in requests:
+        loglik.append([score for score, _ in scores[k : k + len(r.continuations)]])
         k += len(r.continuations)
-        chosen = int(ll.argmax())
-        chosen_norm = int((ll / np.asarray(r.choice_chars)).argmax())
-        answer = int(q.answer)
-        rows.append(
-            {
-                "question": q.question,
-                "subject": q.subject,
-                "answer": answer,
-                "loglik": [float(x) for x in ll],
-                "chosen": chosen,
-                "chosen_norm": chosen_norm,
-                "correct": chosen == answer,
-                "correct_norm": chosen_norm == answer,
-            }
-        )
-    return pd.DataFrame(rows)
+    return results_frame(questions, requests, loglik)
 
 
 # --- few-shot --------------------------------------------------------------------------------

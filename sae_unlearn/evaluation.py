@@ -219,9 +219,16 @@ def evaluate_questions(
     """Per-question results: log-likelihoods, chosen answers, correctness (acc, acc_norm)."""
     requests = build_requests(questions, cfg.format, fewshot=fewshot, suffix=suffix)
     loglik = score_requests(model, tokenizer, requests, cfg.batch_size, progress)
+    return results_frame(questions, requests, loglik)
+
+
+def results_frame(
+    questions: pd.DataFrame, requests: Sequence[Request], loglik: Sequence[Sequence[float]]
+) -> pd.DataFrame:
+    """Per-question results from the choices' log-likelihoods: chosen (acc, acc_norm), correct."""
     rows = []
     for q, r, ll in zip(questions.itertuples(index=False), requests, loglik, strict=True):
-        ll_arr = np.asarray(ll)
+        ll_arr = np.asarray(ll, dtype=float)
         chosen = int(ll_arr.argmax())
         chosen_norm = int((ll_arr / np.asarray(r.choice_chars)).argmax())
         answer = int(q.answer)
