@@ -15,6 +15,7 @@ from sae_unlearn.steering import (
     MODES,
     ClampConfig,
     clamp_prime,
+    gated_clamp,
     read_steering_csv,
     refusal_clamp,
     validate_rows,
@@ -42,9 +43,17 @@ def build_clamp_config(
             f"the selection has no `latent` column (columns: {list(selected.columns)}); "
             "produce it with `sae-unlearn select`"
         )
-    latents = selected.sort_values("rank")["latent"].astype(int).tolist()
+    ordered = selected.sort_values("rank")
+    latents = ordered["latent"].astype(int).tolist()
     if mode == "clamp_prime":
         return clamp_prime(layer, latents, value)
+    if mode == "gated_clamp":
+        if "threshold" not in ordered.columns:
+            raise typer.BadParameter(
+                "clamp.mode=gated_clamp needs per-latent thresholds, but the selection has no "
+                "`threshold` column; rerun `sae-unlearn select` (with select.threshold_rate)"
+            )
+        return gated_clamp(layer, latents, ordered["threshold"].astype(float).tolist(), value)
     return refusal_clamp(layer, latents, refusal, threshold, value)
 
 

@@ -3,7 +3,9 @@
 Writes `{score.dir}/latents.parquet` (one row per latent: frequency, mean and max
 activation on each corpus, special tokens excluded) and `{score.dir}/contexts.parquet`
 (the highest-activating token contexts of the best-ranked latents, the firing token
-in its own column). Contexts are decoded with the tokenizer saved in `model.dir`.
+in its own column) and `{score.dir}/windows.parquet` (each latent's nonzero maxima over
+windows of `score.window` tokens, per corpus, for select's threshold calibration).
+Contexts are decoded with the tokenizer saved in `model.dir`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def command(
     top_contexts: int | None = typer.Option(None, help="contexts kept per latent and corpus"),
     context_latents: int | None = typer.Option(None, help="latents per ranking with contexts"),
     context_window: int | None = typer.Option(None, help="tokens either side of the token"),
+    window: int | None = typer.Option(None, help="tokens per window of the window maxima"),
     rankings: list[str] | None = typer.Option(None, "--ranking", help="score to rank by (repeat)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda[:i]"),
     params: Path = ParamsOption,
@@ -54,6 +57,7 @@ def command(
             top_contexts=int(p.pick(top_contexts, "score.top_contexts", 10)),
             context_latents=int(p.pick(context_latents, "score.context_latents", 50)),
             context_window=int(p.pick(context_window, "score.context_window", 12)),
+            window=int(p.pick(window, "score.window", 32)),
             rankings=tuple(
                 p.pick(rankings or None, "score.rankings", ["forget_freq", "freq_ratio"])
             ),
@@ -76,6 +80,7 @@ def command(
         seconds = time.perf_counter() - start
         write_parquet(out_path / "latents.parquet", result.latents)
         write_parquet(out_path / "contexts.parquet", result.contexts)
+        write_parquet(out_path / "windows.parquet", result.windows)
         table = result.latents
         dead = int(((table["forget_freq"] == 0) & (table["retain_freq"] == 0)).sum())
         tokens = ", ".join(f"{c} {n}" for c, n in result.n_tokens.items())

@@ -16,7 +16,8 @@ prefix trees packed into single rows with tree-shaped attention masks, so a ques
 choices share its context and GCG candidates share the suffix tokens they did not change.
 Each position's residual stream depends only on the tokens it attends to, and the steering
 hook acts position by position, so this matches unshared scoring (up to float rounding)
-with or without the hook.
+with or without the hook. A gated clamp reads earlier positions, so under it scoring and
+generation fall back to whole right-padded sequences (`needs_whole_sequences`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from sae_unlearn.evaluation import (
     subject_description,
     target_continuation,
 )
-from sae_unlearn.steering import ClampHook, steer
+from sae_unlearn.steering import ClampHook, needs_whole_sequences, steer
 
 # nanoGCG's characters for random buffer initialisations.
 INIT_CHARS = list(".,!?;:()[]{}@#$%&*wxyz")
@@ -194,8 +195,10 @@ def score_sequences(
     """
     if not sequences:
         return []
-    if getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
-        # Packed rows need an arbitrary additive mask, which only these kernels take.
+    packable = getattr(model.config, "_attn_implementation", "sdpa") in ("sdpa", "eager")
+    # Packed rows need an arbitrary additive mask, which only these kernels take; a gated
+    # clamp needs each sequence whole in its own row.
+    if not packable or needs_whole_sequences(model):
         pad = getattr(model.config, "pad_token_id", None) or 0
         return continuation_logprobs(model, sequences, pad, 16, progress, grad)
     device = next(model.parameters()).device
@@ -649,6 +652,22 @@ def _prompt_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
 
 
 @torch.no_grad()
+def _greedy_whole(model: nn.Module, ids: list[int], max_new_tokens: int, eos: int | None):
+    """Greedy decoding that reruns the whole sequence every step (no KV cache, no padding),
+    for hooks that read earlier positions."""
+    device = next(model.parameters()).device
+    base = _base(model)
+    generated: list[int] = []
+    for _ in range(max_new_tokens):
+        hidden = _forward(base, None, input_ids=torch.tensor([ids + generated], device=device))
+        tok = int(output_logits(model, hidden[:, -1]).argmax(-1)[0])
+        generated.append(tok)
+        if tok == eos:
+            break
+    return generated
+
+
+@torch.no_grad()
 def greedy_continuations(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -661,6 +680,10 @@ def greedy_continuations(
     device = next(model.parameters()).device
     base = _base(model)
     eos = tokenizer.eos_token_id
+    if needs_whole_sequences(model):
+        return [
+            _greedy_whole(model, _prompt_ids(tokenizer, t), max_new_tokens, eos) for t in prompts
+        ]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[list[int]] = []
     for lo in range(0, len(prompts), batch_size):

@@ -10,6 +10,12 @@ row group, and keeps per latent (special tokens excluded):
 plus the N highest activations of every latent (a running top-N, so memory stays flat),
 from which the text contexts of the best-ranked latents are decoded.
 
+It also keeps, per corpus, every latent's maximum over each window of `window` tokens
+(a span about the length of a question; windows never cross sequences), stored sparse.
+Window maxima estimate how often a latent would touch a question-sized text, and they
+calibrate per-latent thresholds: the activation a latent exceeds on at most a given
+fraction of retain windows (`select.threshold_rate`), for the `gated_clamp` mode.
+
 Selection (Farrell et al. 2024; SAEBench unlearning eval): drop latents whose retain
 frequency exceeds a threshold, rank the rest by a score, take the top k.
 
@@ -75,7 +81,10 @@ CONTEXT_COLUMNS = [
 #              eps. Ranks like freq_ratio for rare latents but does not let a latent that
 #              fires on nearly every forget token saturate, and penalises both rare-on-forget
 #              and common-on-retain symmetrically.
-SCORES = ("forget_freq", "freq_ratio", "log_odds")
+# forget_window_freq: fraction of forget windows where the latent exceeds its calibrated
+#              threshold (0 without calibration): how much forget text it would flag.
+SCORES = ("forget_freq", "freq_ratio", "log_odds", "forget_window_freq")
+WINDOW_COLUMNS = ["corpus", "window", "latent", "value", "n_windows"]
 
 # Refusals in the style of chat assistants (the paper's refusal latent fires on text like
 # the first one), and neutral sentences of the same register and length: compliant
@@ -119,9 +128,21 @@ class SelectConfig:
     retain_threshold: float | None = 0.01  # null: no retain filter
     min_forget_freq: float = 0.0
     eps: float = 1e-4  # smoothing of freq_ratio and log_odds, in frequency units
+    # Calibrate per-latent thresholds on the retain windows: each selected latent's
+    # threshold is the activation its window maximum exceeds on at most this fraction of
+    # retain windows. null: thresholds 0 (fire whenever active, the paper's condition).
+    threshold_rate: float | None = None
+
+    @property
+    def needs_windows(self) -> bool:
+        return self.threshold_rate is not None or self.score == "forget_window_freq"
 
     def __post_init__(self) -> None:
         _check_score_name(self.score, "select.score")
+        if self.threshold_rate is not None and not 0.0 <= self.threshold_rate < 1.0:
+            raise ValueError(
+                f"select.threshold_rate={self.threshold_rate} must be in [0, 1) or null"
+            )
         if self.top_k < 1:
             raise ValueError(f"select.top_k={self.top_k} must be at least 1")
         if self.retain_threshold is not None and not 0.0 <= self.retain_threshold <= 1.0:
@@ -148,6 +169,7 @@ class ScoreConfig:
     top_contexts: int = 10  # N highest activations kept per latent and corpus
     context_latents: int = 50  # latents per ranking whose contexts are written
     context_window: int = 12  # tokens either side of the firing token
+    window: int = 32  # tokens per window of the window maxima (about a question)
     rankings: tuple[str, ...] = ("forget_freq", "freq_ratio")
     retain_threshold: float | None = 0.01
     min_forget_freq: float = 0.0
@@ -156,6 +178,14 @@ class ScoreConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"score.batch_size={self.batch_size} must be at least 1")
+        if self.window < 1:
+            raise ValueError(f"score.window={self.window} must be at least 1")
+        for name in self.rankings:
+            if name == "forget_window_freq":
+                raise ValueError(
+                    "score.rankings cannot hold forget_window_freq (it needs select's "
+                    "calibration); use forget_freq, freq_ratio or log_odds"
+                )
         if self.top_contexts < 0 or self.context_latents < 0 or self.context_window < 0:
             raise ValueError(
                 "score.top_contexts, score.context_latents and score.context_window "
@@ -190,6 +220,52 @@ class CorpusStatistics:
     max: torch.Tensor  # [d_sae] float32
     top_values: torch.Tensor  # [N, d_sae] descending; 0 where fewer than N tokens fired
     top_rows: torch.Tensor  # [N, d_sae] int64; -1 where empty
+    windows: pd.DataFrame | None = None  # window, latent, value: nonzero window maxima
+    n_windows: int = 0
+
+
+class _WindowMaxima:
+    """Each latent's maximum over every window of `width` tokens of one cache file, sparse.
+
+    Windows are (sequence, position // width); a row group may split a window, so maxima
+    are merged at the end. Only nonzero maxima are kept: a TopK or JumpReLU SAE leaves
+    most latents at 0 over a window, which keeps this at a few entries per token.
+    """
+
+    def __init__(self, path: str | Path, width: int):
+        tokens = read_tokens(path)
+        seq = tokens.column("sequence_id").to_numpy().astype(np.int64)
+        pos = tokens.column("position").to_numpy().astype(np.int64)
+        keys = seq * (int(pos.max(initial=0)) // width + 1) + pos // width
+        _, self.window_of_row = np.unique(keys, return_inverse=True)
+        special = tokens.column("is_special").to_numpy(zero_copy_only=False)
+        # Windows with at least one non-special token: the ones statistics can see.
+        self.n_windows = int(len(np.unique(self.window_of_row[~special])))
+        self.parts: list[pd.DataFrame] = []
+
+    def update(self, f: torch.Tensor, rows: torch.Tensor) -> None:
+        windows = torch.from_numpy(self.window_of_row[rows.cpu().numpy()])
+        local, inverse = torch.unique(windows, return_inverse=True)
+        maxima = torch.zeros(len(local), f.shape[1], dtype=f.dtype, device=f.device)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="index_reduce", category=UserWarning)
+            maxima.index_reduce_(0, inverse.to(f.device), f, "amax", include_self=True)
+        w, latent = (maxima > 0).nonzero(as_tuple=True)
+        self.parts.append(
+            pd.DataFrame(
+                {
+                    "window": local[w.cpu()].numpy().astype(np.int32),
+                    "latent": latent.cpu().numpy().astype(np.int32),
+                    "value": maxima[w, latent].float().cpu().numpy(),
+                }
+            )
+        )
+
+    def result(self) -> pd.DataFrame:
+        if not self.parts:
+            return pd.DataFrame({"window": [], "latent": [], "value": []})
+        frame = pd.concat(self.parts, ignore_index=True)
+        return frame.groupby(["window", "latent"], as_index=False, sort=True)["value"].max()
 
 
 class _Accumulator:
@@ -288,24 +364,30 @@ def corpus_statistics(
     batch_size: int = 4096,
     top_n: int = 10,
     progress: bool = True,
+    window: int = 32,
 ) -> CorpusStatistics:
     """Stream one cache file through the SAE; special tokens are excluded throughout."""
     check_cache_for_sae(path, sae, layer)
     corpus = corpus or Path(path).stem
     device = sae_device(sae)
     acc = _Accumulator(int(sae.cfg.d_sae), top_n, device)
+    maxima = _WindowMaxima(path, window)
     n_groups = pq.ParquetFile(path).num_row_groups
     with tqdm(total=n_groups, desc=f"score {corpus}", unit="group", disable=not progress) as bar:
         for acts, rows in iter_activations(path, layer, include_special=False):
             for lo in range(0, len(acts), batch_size):
-                chunk = acts[lo : lo + batch_size]
-                acc.update(encode_dense(sae, chunk), rows[lo : lo + batch_size].to(device))
+                f = encode_dense(sae, acts[lo : lo + batch_size])
+                chunk_rows = rows[lo : lo + batch_size].to(device)
+                acc.update(f, chunk_rows)
+                maxima.update(f.float(), chunk_rows)
             bar.update(1)
     if acc.n == 0:
         raise ValueError(
             f"{path} holds no non-special tokens; rerun `sae-unlearn cache` on a real corpus"
         )
-    return acc.result(corpus)
+    result = acc.result(corpus)
+    result.windows, result.n_windows = maxima.result(), maxima.n_windows
+    return result
 
 
 def latent_table(forget: CorpusStatistics, retain: CorpusStatistics) -> pd.DataFrame:
@@ -324,7 +406,69 @@ def latent_table(forget: CorpusStatistics, retain: CorpusStatistics) -> pd.DataF
     )
 
 
+def window_table(forget: CorpusStatistics, retain: CorpusStatistics) -> pd.DataFrame:
+    """Both corpora's nonzero window maxima in one long table (WINDOW_COLUMNS)."""
+    parts = []
+    for stats in (forget, retain):
+        frame = stats.windows if stats.windows is not None else pd.DataFrame()
+        frame = frame.reindex(columns=["window", "latent", "value"]).copy()
+        frame.insert(0, "corpus", stats.corpus)
+        frame["n_windows"] = np.int64(stats.n_windows)
+        parts.append(frame)
+    table = pd.concat(parts, ignore_index=True)
+    return table.astype(
+        {"window": "int32", "latent": "int32", "value": "float32", "n_windows": "int64"}
+    )
+
+
 # --- selection ----------------------------------------------------------------------------
+
+
+def window_statistics(
+    windows: pd.DataFrame,
+    d_sae: int,
+    threshold_rate: float | None,
+    source: str = "the window maxima",
+) -> pd.DataFrame:
+    """Per latent: the calibrated `threshold` and the fraction of forget and retain windows
+    whose maximum exceeds it (`forget_window_freq`, `retain_window_freq`).
+
+    The threshold is the smallest activation that the latent's window maximum exceeds on
+    at most `threshold_rate` of retain windows: the (m+1)-th largest retain window maximum
+    with m = floor(rate * n_windows), or 0 when it exceeds 0 on no more than m windows.
+    `threshold_rate=None` gives threshold 0 everywhere.
+    """
+    missing = [c for c in WINDOW_COLUMNS if c not in windows.columns]
+    if missing:
+        raise ValueError(
+            f"{source} lacks columns {missing}; rerun `sae-unlearn score` to rewrite it"
+        )
+    counts = {}
+    for corpus in CORPORA:
+        n = windows.loc[windows["corpus"] == corpus, "n_windows"]
+        if len(n) == 0 or int(n.iloc[0]) < 1:
+            raise ValueError(f"{source} has no {corpus} windows; rerun `sae-unlearn score`")
+        counts[corpus] = int(n.iloc[0])
+    bad = windows["latent"][(windows["latent"] < 0) | (windows["latent"] >= d_sae)]
+    if len(bad):
+        raise ValueError(
+            f"{source}: latents {bad.head(5).tolist()} out of range for {d_sae} latents; "
+            "rerun `sae-unlearn score` with this SAE"
+        )
+    thresholds = np.zeros(d_sae, dtype=np.float64)
+    retain = windows[windows["corpus"] == "retain"]
+    if threshold_rate is not None:
+        m = int(np.floor(threshold_rate * counts["retain"]))
+        ranked = retain.sort_values(["latent", "value"], ascending=[True, False])
+        nth = ranked.groupby("latent").nth(m)  # the (m+1)-th largest, where it exists
+        thresholds[nth["latent"].to_numpy()] = nth["value"].to_numpy()
+    out = pd.DataFrame({"latent": np.arange(d_sae, dtype=np.int64), "threshold": thresholds})
+    for corpus in CORPORA:
+        frame = windows[windows["corpus"] == corpus]
+        above = frame["value"].to_numpy() > thresholds[frame["latent"].to_numpy()]
+        hits = np.bincount(frame["latent"].to_numpy()[above], minlength=d_sae)
+        out[f"{corpus}_window_freq"] = hits / counts[corpus]
+    return out
 
 
 def validate_statistics(stats: pd.DataFrame, source: str = "the latent statistics") -> None:
@@ -373,18 +517,38 @@ def compute_score(stats: pd.DataFrame, name: str, eps: float = 1e-4) -> pd.Serie
 
 
 def rank_latents(
-    stats: pd.DataFrame, cfg: SelectConfig, source: str = "the latent statistics"
+    stats: pd.DataFrame,
+    cfg: SelectConfig,
+    source: str = "the latent statistics",
+    windows: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Every latent that passes the filters, best first, with `rank` (1-based) and `score`.
+    """Every latent that passes the filters, best first, with `rank` (1-based), `score` and
+    `threshold` (the calibrated gate threshold; 0 without calibration).
 
-    A latent that never fires on the forget corpus is never kept: clamping it would do
-    nothing there. Ties break by forget frequency, then by latent index, so the order is
-    deterministic.
+    A latent that never fires on the forget corpus (never exceeds its threshold there,
+    when calibrated) is never kept: clamping it would do nothing there. Ties break by
+    forget frequency, then by latent index, so the order is deterministic.
     """
     validate_statistics(stats, source)
     frame = stats[STAT_COLUMNS].copy()
-    frame["score"] = compute_score(frame, cfg.score, cfg.eps)
+    if windows is not None:
+        frame = frame.merge(
+            window_statistics(windows, len(frame), cfg.threshold_rate), on="latent", how="left"
+        )
+    elif cfg.needs_windows:
+        raise ValueError(
+            f"select.score={cfg.score!r} / select.threshold_rate={cfg.threshold_rate} need "
+            "the window maxima (windows.parquet from `sae-unlearn score`)"
+        )
+    else:
+        frame["threshold"] = 0.0
+    if cfg.score == "forget_window_freq":
+        frame["score"] = frame["forget_window_freq"]
+    else:
+        frame["score"] = compute_score(frame, cfg.score, cfg.eps)
     keep = frame["forget_freq"] > 0
+    if cfg.threshold_rate is not None:
+        keep &= frame["forget_window_freq"] > 0
     keep &= frame["forget_freq"] >= cfg.min_forget_freq
     if cfg.retain_threshold is not None:
         keep &= frame["retain_freq"] <= cfg.retain_threshold
@@ -397,10 +561,14 @@ def rank_latents(
 
 
 def select_latents(
-    stats: pd.DataFrame, cfg: SelectConfig, source: str = "the latent statistics"
+    stats: pd.DataFrame,
+    cfg: SelectConfig,
+    source: str = "the latent statistics",
+    windows: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The top `cfg.top_k` latents: rank, latent, the statistics, score and score_name."""
-    ranked = rank_latents(stats, cfg, source)
+    """The top `cfg.top_k` latents: rank, latent, the statistics, threshold, score and
+    score_name (and the window frequencies when `windows` is given)."""
+    ranked = rank_latents(stats, cfg, source, windows)
     if len(ranked) < cfg.top_k:
         threshold = "no retain filter" if cfg.retain_threshold is None else cfg.retain_threshold
         raise ValueError(
@@ -418,7 +586,8 @@ def context_latents(stats: pd.DataFrame, cfg: ScoreConfig) -> dict[int, list[str
     if cfg.context_latents == 0:
         return picked
     for name in cfg.rankings:
-        ranked = rank_latents(stats, cfg.ranking_config(name)).head(cfg.context_latents)
+        ranked = rank_latents(stats[STAT_COLUMNS], cfg.ranking_config(name))
+        ranked = ranked.head(cfg.context_latents)
         for latent in ranked["latent"].tolist():
             picked.setdefault(int(latent), []).append(name)
     return picked
@@ -531,6 +700,7 @@ def top_contexts(
 class ScoreResult:
     latents: pd.DataFrame  # STAT_COLUMNS, one row per latent
     contexts: pd.DataFrame  # CONTEXT_COLUMNS
+    windows: pd.DataFrame | None = None  # WINDOW_COLUMNS
     n_tokens: dict[str, int] = field(default_factory=dict)
 
 
@@ -554,6 +724,7 @@ def score_latents(
             batch_size=cfg.batch_size,
             top_n=cfg.top_contexts,
             progress=progress,
+            window=cfg.window,
         )
         for corpus in CORPORA
     }
@@ -562,7 +733,8 @@ def score_latents(
     contexts = top_contexts(
         {c: (cache_paths[c], stats[c]) for c in CORPORA}, picked, tokenizer, cfg.context_window
     )
-    return ScoreResult(table, contexts, {c: s.n_tokens for c, s in stats.items()})
+    windows = window_table(stats["forget"], stats["retain"])
+    return ScoreResult(table, contexts, windows, {c: s.n_tokens for c, s in stats.items()})
 
 
 # --- the refusal latent -------------------------------------------------------------------

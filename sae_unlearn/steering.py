@@ -14,6 +14,13 @@ unedited latents:
                    a threshold of -inf makes it an unconditional clamp
 - `clamp_refusal`: where any `clamp_refusal` latent i with the same refuse_id has
                    f_i > clamp_value (a threshold), f_refuse_id = steering_coefficient
+- `clamp_gated` (ours, the `gated_clamp` mode): a gate opens at the first position where
+                   any `clamp_gated` latent i has f_i > clamp_value (its calibrated
+                   threshold) and stays open for the rest of the sequence; where it is
+                   open and f_i > 0, f_i = steering_coefficient. A precise detector (high
+                   thresholds, calibrated so they rarely trip on the retain corpus) gates
+                   a broad clamp (every firing), as conditional activation steering gates
+                   a behaviour on a condition read from the prompt (Lee et al. 2024).
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ from torch import nn
 from sae_unlearn.io import atomic_path, write_yaml
 from sae_unlearn.models import check_layer, decoder_layers
 
-ACTIONS = ("add", "clamp", "clamp_cond", "clamp_refusal")
-MODES = ("clamp_prime", "refusal_clamp")
+ACTIONS = ("add", "clamp", "clamp_cond", "clamp_refusal", "clamp_gated")
+MODES = ("clamp_prime", "refusal_clamp", "gated_clamp")
 CSV_COLUMNS = [
     "latent_idx",
     "hook_action",
@@ -119,6 +126,27 @@ def refusal_clamp(
     ]
     meta = {"value": float(value), "threshold": float(threshold), "refusal_latent": refusal_latent}
     return ClampConfig(layer, rows, mode="refusal_clamp", meta=meta)
+
+
+def gated_clamp(
+    layer: int,
+    latents: Sequence[int],
+    thresholds: Sequence[float],
+    value: float,
+    sae_release: str = "",
+    sae_id: str = "",
+) -> ClampConfig:
+    """Gated clamp: the selected latents, each with its calibrated gate threshold."""
+    if len(thresholds) != len(latents):
+        raise ValueError(
+            f"gated_clamp needs one threshold per latent ({len(latents)} latents, "
+            f"{len(thresholds)} thresholds)"
+        )
+    rows = [
+        SteeringRow(int(i), "clamp_gated", None, float(t), float(value), sae_id, sae_release, "")
+        for i, t in zip(latents, thresholds, strict=True)
+    ]
+    return ClampConfig(layer, rows, mode="gated_clamp", meta={"value": float(value)})
 
 
 def validate_rows(rows: Sequence[SteeringRow], d_sae: int | None = None, source: str = "") -> None:
@@ -212,8 +240,8 @@ def read_steering_csv(path: str | Path, layer: int) -> ClampConfig:
             ) from err
     validate_rows(rows, source=str(path))
     actions = {r.hook_action for r in rows}
-    mode = {"clamp"}, {"clamp_refusal"}
-    name = "clamp_prime" if actions == mode[0] else "refusal_clamp" if actions == mode[1] else "csv"
+    modes = {"clamp": "clamp_prime", "clamp_refusal": "refusal_clamp", "clamp_gated": "gated_clamp"}
+    name = modes.get(next(iter(actions)), "csv") if len(actions) == 1 else "csv"
     return ClampConfig(layer, rows, mode=name, meta={"source_csv": str(path)})
 
 
@@ -302,8 +330,30 @@ class LatentSlice(nn.Module):
         return acts
 
 
+def gate_open(f: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Where the gate of `clamp_gated` rows is open: `[..., T]` for latents `[..., T, k]`.
+
+    The gate opens at the first position where any gated latent exceeds its threshold and
+    stays open for the rest of the sequence (the positions after it can attend to it).
+    Position 0 never opens it: there sits BOS, the attention sink, whose activations are
+    off the SAE's distribution and which latent statistics leave out as a special token.
+    A 1-d input is one position with no history.
+    """
+    fire = (f > thresholds).any(dim=-1)
+    if fire.dim() == 0:
+        return fire
+    fire = fire.clone()
+    fire[..., 0] = False
+    return fire.cummax(dim=-1).values
+
+
 class ClampHook(nn.Module):
-    """Applies a ClampConfig to residual activations; differentiable (no `no_grad`)."""
+    """Applies a ClampConfig to residual activations; differentiable (no `no_grad`).
+
+    Every action but `clamp_gated` acts position by position. `clamp_gated` rows read the
+    sequence up to each position (`gate_open`), so inputs must be whole sequences
+    `[batch, T, d]` starting at position 0, right-padded; `sequence_level` tells callers.
+    """
 
     def __init__(self, sae: nn.Module, cfg: ClampConfig):
         super().__init__()
@@ -328,6 +378,13 @@ class ClampHook(nn.Module):
         self.register_buffer("cond_pos", tensor([pos[r.latent_idx] for r in cond], torch.long))
         self.register_buffer("cond_thr", tensor([r.clamp_value for r in cond]))
         self.register_buffer("cond_val", tensor([r.steering_coefficient for r in cond]))
+        gated = gather("clamp_gated")
+        self.register_buffer("gate_pos", tensor([pos[r.latent_idx] for r in gated], torch.long))
+        self.register_buffer("gate_thr", tensor([r.clamp_value for r in gated]))
+        self.register_buffer("gate_val", tensor([r.steering_coefficient for r in gated]))
+        # A gate reads earlier positions, so callers must run whole sequences (no KV
+        # cache, no packed rows); see `sequence_level`.
+        self.sequence_level = bool(len(gated))
         # refusal groups: one per (refuse_id, value)
         self.refusal_groups: list[tuple[int, float, list[int], list[float]]] = []
         for refuse_id in sorted({r.refuse_id for r in gather("clamp_refusal")}):
@@ -361,6 +418,12 @@ class ClampHook(nn.Module):
             )
         if len(self.add_pos):
             new[..., self.add_pos] = new[..., self.add_pos] + self.add_val.to(dtype)
+        if len(self.gate_pos):
+            sel = f[..., self.gate_pos]
+            gate = gate_open(sel, self.gate_thr.to(dtype))
+            new[..., self.gate_pos] = torch.where(
+                gate[..., None] & (sel > 0), self.gate_val.to(dtype), sel
+            )
         for target, value, members, thresholds in self.refusal_groups:
             thr = torch.tensor(thresholds, dtype=dtype, device=f.device)
             fire = (f[..., members] > thr).any(dim=-1)
@@ -392,10 +455,23 @@ def steer(model: nn.Module, hook: ClampHook, layer: int | None = None) -> Iterat
         return hook(output)
 
     handle = block.register_forward_hook(forward_hook)
+    active = model.__dict__.setdefault(_ACTIVE_HOOKS, [])
+    active.append(hook)
     try:
         yield hook
     finally:
         handle.remove()
+        active.remove(hook)
+
+
+_ACTIVE_HOOKS = "_sae_unlearn_active_hooks"
+
+
+def needs_whole_sequences(model: nn.Module) -> bool:
+    """Whether a hook attached with `steer` reads earlier positions (`clamp_gated` rows):
+    then every forward must run whole right-padded sequences from position 0, without a KV
+    cache or packed rows."""
+    return any(h.sequence_level for h in model.__dict__.get(_ACTIVE_HOOKS, []))
 
 
 def reference_steer(sae: nn.Module, cfg: ClampConfig, h: torch.Tensor) -> torch.Tensor:

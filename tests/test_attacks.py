@@ -32,7 +32,7 @@ from sae_unlearn.evaluation import (
     evaluate_questions,
 )
 from sae_unlearn.models import load_model
-from sae_unlearn.steering import ClampHook, clamp_prime, write_clamp_yaml
+from sae_unlearn.steering import ClampHook, clamp_prime, gated_clamp, write_clamp_yaml
 
 D_IN = 32  # hidden size of tests.tiny models
 WORDS = ["replicate", "divide", "bind", "kill", "spread", "mutate", "infect", "grow"]
@@ -80,10 +80,18 @@ def hook():
     return ClampHook(tiny_sae(), clamp_prime(1, list(range(0, 64, 2)), -20.0))
 
 
+@pytest.fixture(scope="module")
+def gated_hook():
+    # At 15.5 the gate opens part-way through some questions and never in others (the
+    # "Question" token at position 1 reaches 15.46), so scoring must see them whole.
+    return ClampHook(tiny_sae(), gated_clamp(1, list(range(0, 64, 2)), [15.5] * 32, -20.0))
+
+
 @pytest.mark.parametrize("fmt", ["cloze", "letter"])
-@pytest.mark.parametrize("steered", [False, True])
-def test_shared_scoring_matches_library(tiny_model, hook, fmt, steered):
+@pytest.mark.parametrize("steered", [False, True, "gated"])
+def test_shared_scoring_matches_library(tiny_model, hook, gated_hook, fmt, steered):
     model, tokenizer = tiny_model
+    hook = gated_hook if steered == "gated" else hook
     forget, retain = questions(5), questions(6, "geography", offset=3)
     # 4 letter-format shots run past the tiny model's 64-token sliding window.
     shots = draw_shots(retain, 4, seed=0)
@@ -204,10 +212,11 @@ def test_gradient_flows_through_the_steering_hook(tiny_model, hook):
     assert before == pytest.approx(steered_loss, abs=1e-4)
 
 
-def test_greedy_continuations_match_generate(tiny_model, hook):
+@pytest.mark.parametrize("gated", [False, True])
+def test_greedy_continuations_match_generate(tiny_model, hook, gated_hook, gated):
     model, tokenizer = tiny_model
     texts = prompt_texts(questions(3), "cloze")
-    with maybe_steer(model, hook):
+    with maybe_steer(model, gated_hook if gated else hook):
         ours = greedy_continuations(model, tokenizer, texts, max_new_tokens=6, batch_size=3)
         for text, cont in zip(texts, ours, strict=True):
             ids, _ = encode_pair(tokenizer, text, "")
@@ -217,6 +226,7 @@ def test_greedy_continuations_match_generate(tiny_model, hook):
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
+                use_cache=not gated,  # a gated hook must see every step's whole sequence
             )
             assert out[0, len(ids) :].tolist()[: len(cont)] == cont
 

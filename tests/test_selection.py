@@ -38,6 +38,8 @@ from sae_unlearn.selection import (
     refusal_scores,
     score_latents,
     select_latents,
+    window_statistics,
+    window_table,
 )
 from tests.tiny import TRAINING_TEXT
 
@@ -265,6 +267,72 @@ def hand_stats() -> pd.DataFrame:
     )
 
 
+@pytest.mark.parametrize("batch_size", [7, 4096])  # 7 splits windows across batches
+def test_window_maxima_equal_dense_computation(cache_dir, batch_size):
+    sae = planted_sae(cache_dir)
+    path = cache_dir / "forget.parquet"
+    stats = corpus_statistics(sae, path, LAYER, batch_size=batch_size, progress=False, window=4)
+    dense = dense_statistics(sae, path, top_n=0)
+    tokens = read_tokens(path).to_pandas()[dense["keep"].numpy()]
+    f = dense["all"][dense["keep"]].numpy()
+    frame = pd.DataFrame(f).assign(
+        seq=tokens["sequence_id"].to_numpy(), win=tokens["position"].to_numpy() // 4
+    )
+    maxima = frame.groupby(["seq", "win"]).max()
+    assert stats.n_windows == len(maxima)
+    got = np.zeros(maxima.shape)
+    window_ids = {key: n for n, key in enumerate(maxima.index)}
+    # Our window numbers are dense ranks of (sequence, position // 4), in that order.
+    assert sorted(window_ids.values()) == list(range(len(maxima)))
+    got[stats.windows["window"], stats.windows["latent"]] = stats.windows["value"]
+    np.testing.assert_allclose(got, maxima.to_numpy(), rtol=1e-5, atol=1e-6)
+    assert (stats.windows["value"] > 0).all()  # stored sparse
+
+
+def hand_windows() -> pd.DataFrame:
+    rows = [
+        # latent 0: retain window maxima 5, 4, 3, 2, 1 of 10 windows; forget 10, 3, 2.5 of 4
+        *[("retain", w, 0, v) for w, v in enumerate([5.0, 4.0, 3.0, 2.0, 1.0])],
+        *[("forget", w, 0, v) for w, v in enumerate([10.0, 3.0, 2.5])],
+        # latent 1: one retain window; forget 1, 2
+        ("retain", 0, 1, 7.0),
+        ("forget", 0, 1, 1.0),
+        ("forget", 1, 1, 2.0),
+    ]
+    frame = pd.DataFrame(rows, columns=["corpus", "window", "latent", "value"])
+    frame["n_windows"] = frame["corpus"].map({"forget": 4, "retain": 10})
+    return frame
+
+
+def test_window_statistics_calibrate_thresholds():
+    stats = window_statistics(hand_windows(), d_sae=3, threshold_rate=0.2)
+    # rate 0.2 of 10 windows: at most 2 may exceed, so latent 0's threshold is its 3rd
+    # largest retain maximum; latent 1 exceeds 0 on 1 <= 2 windows, so 0 is enough.
+    assert stats["threshold"].tolist() == [3.0, 0.0, 0.0]
+    assert stats["retain_window_freq"].tolist() == [0.2, 0.1, 0.0]
+    assert stats["forget_window_freq"].tolist() == [0.25, 0.5, 0.0]
+    plain = window_statistics(hand_windows(), d_sae=3, threshold_rate=None)
+    assert plain["threshold"].tolist() == [0.0, 0.0, 0.0]
+    assert plain["retain_window_freq"].tolist() == [0.5, 0.1, 0.0]
+    assert plain["forget_window_freq"].tolist() == [0.75, 0.5, 0.0]
+    with pytest.raises(ValueError, match="out of range for 1 latents"):
+        window_statistics(hand_windows(), d_sae=1, threshold_rate=0.2)
+    with pytest.raises(ValueError, match="lacks columns"):
+        window_statistics(hand_windows().drop(columns="n_windows"), 3, 0.2)
+
+
+def test_select_by_calibrated_window_frequency():
+    stats = hand_stats().head(3)
+    cfg = SelectConfig(
+        score="forget_window_freq", top_k=2, retain_threshold=None, threshold_rate=0.2
+    )
+    top = select_latents(stats, cfg, windows=hand_windows())
+    assert top["latent"].tolist() == [1, 0]  # latent 2 never exceeds its threshold
+    assert top["threshold"].tolist() == [0.0, 3.0]
+    with pytest.raises(ValueError, match="need.*window maxima"):
+        select_latents(stats, cfg)
+
+
 def logit(p: float, eps: float = 1e-4) -> float:
     p = (p + eps) / (1 + 2 * eps)
     return math.log(p / (1 - p))
@@ -296,7 +364,7 @@ def test_selection_threshold_and_ranking(score, order):
     np.testing.assert_allclose(ranked["score"], expected[order].to_numpy(), rtol=1e-12)
     top = select_latents(stats, SelectConfig(score=score, top_k=3, retain_threshold=0.01))
     assert top["latent"].tolist() == order[:3]
-    assert list(top.columns) == ["rank", *STAT_COLUMNS, "score", "score_name"]
+    assert list(top.columns) == ["rank", *STAT_COLUMNS, "threshold", "score", "score_name"]
 
 
 def test_selection_filters():
@@ -438,7 +506,10 @@ def test_score_and_select_stages(tmp_path, cache_dir, tiny_model_dir):
         "contexts.parquet",
         "latents.parquet",
         "run.json",  # the stage's run time, for the report
+        "windows.parquet",
     ]
+    windows = pd.read_parquet(tmp_path / "scores" / "windows.parquet")
+    pd.testing.assert_frame_equal(windows, window_table(forget, retain))
 
     result = runner.invoke(app, ["select", "--params", str(params)])
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -455,6 +526,20 @@ def test_score_and_select_stages(tmp_path, cache_dir, tiny_model_dir):
     selected = pd.read_parquet(tmp_path / "selection" / "selected.parquet")
     assert selected["forget_freq"].is_monotonic_decreasing
     assert (selected["score_name"] == "forget_freq").all()
+
+    # Calibrated thresholds for gated_clamp come from windows.parquet.
+    result = runner.invoke(
+        app,
+        ["select", "--params", str(params), "--score", "forget_window_freq"]
+        + ["--threshold-rate", "0.1"],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    selected = pd.read_parquet(tmp_path / "selection" / "selected.parquet")
+    calibrated = window_statistics(windows, len(latents), 0.1).set_index("latent")
+    np.testing.assert_allclose(
+        selected["threshold"], calibrated.loc[selected["latent"], "threshold"], rtol=0
+    )
+    assert (selected["threshold"] > 0).any()
 
     too_many = write_params(tmp_path, cache_dir, tiny_model_dir, tmp_path / "sae", top_k=500)
     result = runner.invoke(app, ["select", "--params", str(too_many)])

@@ -15,6 +15,9 @@ from sae_unlearn.steering import (
     ClampHook,
     SteeringRow,
     clamp_prime,
+    gate_open,
+    gated_clamp,
+    needs_whole_sequences,
     read_clamp_yaml,
     read_steering_csv,
     reference_steer,
@@ -51,7 +54,7 @@ def firing_latents(sae, h, n):
 
 
 @pytest.mark.parametrize("kind", ["jumprelu", "standard", "topk"])
-@pytest.mark.parametrize("mode", ["clamp_prime", "refusal_clamp"])
+@pytest.mark.parametrize("mode", ["clamp_prime", "refusal_clamp", "gated_clamp"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_hook_equals_full_encode_clamp_decode(kind, mode, dtype):
     sae = random_sae(kind).to(dtype)
@@ -59,6 +62,10 @@ def test_hook_equals_full_encode_clamp_decode(kind, mode, dtype):
     latents = firing_latents(sae, h, 5)
     if mode == "clamp_prime":
         cfg = clamp_prime(0, latents, -30.0)
+    elif mode == "gated_clamp":
+        # Thresholds at each latent's median activation: the gate opens in some sequences.
+        f = sae.encode(h)[..., latents].detach()
+        cfg = gated_clamp(0, latents, f.flatten(0, 1).median(0).values.tolist(), -30.0)
     else:
         cfg = refusal_clamp(0, latents, refusal_latent=latents[-1] + 1, threshold=0.05, value=-50.0)
     with torch.no_grad():
@@ -140,6 +147,28 @@ def test_out_of_range_latents_rejected():
         ClampHook(sae, refusal_clamp(0, [1], 999, 0.05, -5.0))
 
 
+def test_gate_opens_at_first_trigger_and_stays_open():
+    f = torch.tensor(
+        [
+            [[9.0, 0.0], [0.0, 1.0], [0.0, 6.0], [0.0, 0.0], [2.0, 0.0]],  # BOS fires: ignored
+            [[0.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0], [0.0, 1.0]],  # never above 5
+        ]
+    )
+    gate = gate_open(f, torch.tensor([5.0, 5.0]))
+    assert gate.tolist() == [[False, False, True, True, True], [False] * 5]
+
+
+def test_gated_clamp_edits_firing_latents_after_the_gate():
+    sae = random_sae("standard")
+    cfg = gated_clamp(0, [3, 7], [5.0, 100.0], -40.0)
+    hook = ClampHook(sae, cfg)
+    assert hook.sequence_level and not ClampHook(sae, clamp_prime(0, [3], -1.0)).sequence_level
+    f = torch.tensor([[[0.0, 0.5], [1.0, 2.0], [6.0, 0.0], [0.0, 3.0], [2.0, 0.0]]])
+    edited = hook.edit(f)
+    expected = torch.tensor([[[0.0, 0.5], [1.0, 2.0], [-40.0, 0.0], [0.0, -40.0], [-40.0, 0.0]]])
+    torch.testing.assert_close(edited, expected)
+
+
 def test_steer_context_manager_on_model(tiny_model):
     model, tokenizer = tiny_model
     sae = random_sae("jumprelu")
@@ -155,6 +184,12 @@ def test_steer_context_manager_on_model(tiny_model):
     with pytest.raises(ValueError, match="clamp layer=5 but the model has 2"):
         with steer(model, hook, layer=5):
             pass
+    gated = ClampHook(sae, gated_clamp(0, [1, 2], [0.0, 0.0], -5.0))
+    with steer(model, hook):
+        assert not needs_whole_sequences(model)
+        with steer(model, gated):
+            assert needs_whole_sequences(model)
+    assert not needs_whole_sequences(model)
 
 
 def test_yaml_and_csv_round_trip(tmp_path):
