@@ -109,6 +109,21 @@ def add_alignment(metrics: dict, baseline: dict, primary: str) -> dict:
     return metrics
 
 
+def question_paths(
+    p: Params, forget_questions: Path | None, retain_questions: Path | None
+) -> tuple[Path, Path]:
+    """The question files to score: the options, else the prepared sets in `data.dir`."""
+    data_dir = Path(p.get("data.dir", "data/prepared"))
+    return (
+        Path(forget_questions or data_dir / "forget_questions.parquet"),
+        Path(retain_questions or data_dir / "retain_questions.parquet"),
+    )
+
+
+def results_dir(p: Params, out: Path | None, name: str) -> Path:
+    return Path(out or Path(p.get("evaluate.dir", "data/results")) / name)
+
+
 QuestionOptions = {
     "forget_questions": typer.Option(None, help="forget questions (cais/wmdp schema)"),
     "retain_questions": typer.Option(None, help="retain questions (cais/wmdp schema)"),
@@ -127,14 +142,12 @@ def baseline_command(
 ) -> None:
     """Accuracy of the unsteered model (never reruns for a clamp change)."""
     p = Params.load(params)
-    data_dir = Path(p.get("data.dir", "data/prepared"))
     result = run_evaluation(
         p,
         eval_config(p, format, batch_size),
         Path(p.pick(model_dir, "model.dir")),
-        Path(forget_questions or data_dir / "forget_questions.parquet"),
-        Path(retain_questions or data_dir / "retain_questions.parquet"),
-        Path(out or Path(p.get("evaluate.dir", "data/results")) / "baseline"),
+        *question_paths(p, forget_questions, retain_questions),
+        results_dir(p, out, "baseline"),
         clamp=None,
         sae_dir=None,
     )
@@ -161,7 +174,6 @@ def steered_command(
 ) -> None:
     """Accuracy of the steered model, with the alignment score against the baseline."""
     p = Params.load(params)
-    data_dir = Path(p.get("data.dir", "data/prepared"))
     clamp_path = p.pick(clamp, "evaluate.clamp", str(Path(p.get("clamp.dir")) / "clamp.yaml"))
     clamp_file = None if str(clamp_path).lower() == "none" else Path(clamp_path)
     if clamp_file is not None and not clamp_file.exists():
@@ -171,9 +183,8 @@ def steered_command(
         p,
         cfg,
         Path(p.pick(model_dir, "model.dir")),
-        Path(forget_questions or data_dir / "forget_questions.parquet"),
-        Path(retain_questions or data_dir / "retain_questions.parquet"),
-        Path(out or Path(p.get("evaluate.dir", "data/results")) / "steered"),
+        *question_paths(p, forget_questions, retain_questions),
+        results_dir(p, out, "steered"),
         clamp=clamp_file,
         sae_dir=Path(p.pick(sae_dir, "sae.dir")),
     )

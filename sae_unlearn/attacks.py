@@ -16,8 +16,9 @@ prefix trees packed into single rows with tree-shaped attention masks, so a ques
 choices share its context and GCG candidates share the suffix tokens they did not change.
 Each position's residual stream depends only on the tokens it attends to, and the steering
 hook acts position by position, so this matches unshared scoring (up to float rounding)
-with or without the hook. A gated clamp reads earlier positions, so under it scoring and
-generation fall back to whole right-padded sequences (`needs_whole_sequences`).
+with or without the hook. A gated clamp reads earlier positions: scoring tells it which
+positions each packed token sees (its ancestors) and whether the cached prefix already
+opened its gate (`gate_layout`); generation falls back to whole sequences.
 """
 
 from __future__ import annotations
@@ -49,7 +50,14 @@ from sae_unlearn.evaluation import (
     subject_description,
     target_continuation,
 )
-from sae_unlearn.steering import ClampHook, needs_whole_sequences, steer
+from sae_unlearn.steering import (
+    ClampHook,
+    GateLayout,
+    gate_layout,
+    gate_opened,
+    needs_whole_sequences,
+    steer,
+)
 
 # nanoGCG's characters for random buffer initialisations.
 INIT_CHARS = list(".,!?;:()[]{}@#$%&*wxyz")
@@ -195,10 +203,8 @@ def score_sequences(
     """
     if not sequences:
         return []
-    packable = getattr(model.config, "_attn_implementation", "sdpa") in ("sdpa", "eager")
-    # Packed rows need an arbitrary additive mask, which only these kernels take; a gated
-    # clamp needs each sequence whole in its own row.
-    if not packable or needs_whole_sequences(model):
+    if getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
+        # Packed rows need an arbitrary additive mask, which only these kernels take.
         pad = getattr(model.config, "pad_token_id", None) or 0
         return continuation_logprobs(model, sequences, pad, 16, progress, grad)
     device = next(model.parameters()).device
@@ -221,22 +227,28 @@ def score_sequences(
 
     results: list[tuple[float, bool]] = [(0.0, False)] * len(sequences)
     with torch.enable_grad() if grad else torch.no_grad():
-        root = _prefix_cache(base, full[0][:shared], device)
+        # A gated clamp reads earlier positions: the prefix tells whether its gate is
+        # already open, and each packed row tells it which positions see which.
+        with gate_layout(model, GateLayout()) as gated:
+            root = _prefix_cache(base, full[0][:shared], device)
+        carry = gate_opened(gated)
         for trie, members in tqdm(rows, desc="score", disable=not progress):
             n = len(trie.tokens)
-            allowed = torch.from_numpy(trie.ancestry())
+            ancestry = torch.from_numpy(trie.ancestry())
             positions = torch.tensor(trie.depths) + shared
+            allowed = ancestry
             allowed = torch.cat([torch.ones((n, shared), dtype=torch.bool), allowed], dim=1)
             k_pos = torch.cat([torch.arange(shared), positions])
             mask = _attention_mask(allowed[None], positions[None], k_pos[None], model.config, dtype)
             mask = {k: v.to(device) for k, v in mask.items()} if isinstance(mask, dict) else mask
-            hidden = _forward(
-                base,
-                _reusable(root) if root is not None else None,
-                input_ids=torch.tensor([trie.tokens], device=device),
-                position_ids=positions[None].to(device),
-                attention_mask=mask.to(device) if torch.is_tensor(mask) else mask,
-            )[0]
+            with gate_layout(model, GateLayout(ancestry, positions, carry)):
+                hidden = _forward(
+                    base,
+                    _reusable(root) if root is not None else None,
+                    input_ids=torch.tensor([trie.tokens], device=device),
+                    position_ids=positions[None].to(device),
+                    attention_mask=mask.to(device) if torch.is_tensor(mask) else mask,
+                )[0]
             cols, targets, owners = [], [], []
             for j, (i, path) in enumerate(members):
                 n_ctx = len(sequences[i][0]) - shared

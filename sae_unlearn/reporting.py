@@ -626,6 +626,13 @@ def section_latents(
             if extra in sel:
                 headers.append(extra.replace("_", " "))
                 cols.append(extra)
+        # Calibrated gate thresholds (select.threshold_rate) and how often each latent
+        # exceeds its threshold on 32-token windows of each corpus.
+        if "threshold" in sel and (sel["threshold"] > 0).any():
+            for extra in ("threshold", "forget_window_freq", "retain_window_freq"):
+                if extra in sel:
+                    headers.append(extra.replace("_", " "))
+                    cols.append(extra)
         if "score" in sel:
             headers.append(f"score ({score_name})" if score_name else "score")
             cols.append("score")
@@ -634,7 +641,7 @@ def section_latents(
             row: list[Rich] = []
             for c in cols:
                 v = r.get(c)
-                if c in ("forget_freq", "retain_freq") and v is not None:
+                if c.endswith("_freq") and v is not None:
                     row.append(fmt_freq(v))
                 elif c in ("rank", "latent"):
                     row.append(fmt(int(v)))

@@ -330,7 +330,26 @@ class LatentSlice(nn.Module):
         return acts
 
 
-def gate_open(f: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+@dataclass
+class GateLayout:
+    """How the positions of the next forwards see each other, for gated clamps on inputs that
+    are not whole causal sequences: a row packing several sequences as a prefix tree, or the
+    part after a prefix held in a KV cache.
+
+    `visible[q, k]`: position q attends to position k of the same forward (default: causal).
+    `positions`: each position's index in its own sequence; index 0 (BOS) never opens the
+    gate (default: 0..T-1). `carry`: the gate was already open at the end of the cached
+    prefix, so it is open everywhere.
+    """
+
+    visible: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
+    carry: bool = False
+
+
+def gate_open(
+    f: torch.Tensor, thresholds: torch.Tensor, layout: GateLayout | None = None
+) -> torch.Tensor:
     """Where the gate of `clamp_gated` rows is open: `[..., T]` for latents `[..., T, k]`.
 
     The gate opens at the first position where any gated latent exceeds its threshold and
@@ -341,10 +360,19 @@ def gate_open(f: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """
     fire = (f > thresholds).any(dim=-1)
     if fire.dim() == 0:
-        return fire
+        return fire | bool(layout and layout.carry)
+    layout = layout or GateLayout()
     fire = fire.clone()
-    fire[..., 0] = False
-    return fire.cummax(dim=-1).values
+    if layout.positions is None:
+        fire[..., 0] = False
+    else:
+        fire = fire & (layout.positions.to(fire.device) != 0)
+    if layout.visible is None:
+        gate = fire.cummax(dim=-1).values
+    else:
+        # Open where any visible position fired (its ancestors in a packed prefix tree).
+        gate = (fire[..., None, :] & layout.visible.to(fire.device)).any(dim=-1)
+    return gate | layout.carry
 
 
 class ClampHook(nn.Module):
@@ -385,6 +413,8 @@ class ClampHook(nn.Module):
         # A gate reads earlier positions, so callers must run whole sequences (no KV
         # cache, no packed rows); see `sequence_level`.
         self.sequence_level = bool(len(gated))
+        self.layout: GateLayout | None = None  # set by `gate_layout`
+        self.last_open: torch.Tensor | None = None  # gate at the last position, per row
         # refusal groups: one per (refuse_id, value)
         self.refusal_groups: list[tuple[int, float, list[int], list[float]]] = []
         for refuse_id in sorted({r.refuse_id for r in gather("clamp_refusal")}):
@@ -420,7 +450,8 @@ class ClampHook(nn.Module):
             new[..., self.add_pos] = new[..., self.add_pos] + self.add_val.to(dtype)
         if len(self.gate_pos):
             sel = f[..., self.gate_pos]
-            gate = gate_open(sel, self.gate_thr.to(dtype))
+            gate = gate_open(sel, self.gate_thr.to(dtype), self.layout)
+            self.last_open = gate[..., -1].detach() if gate.dim() else gate.detach()
             new[..., self.gate_pos] = torch.where(
                 gate[..., None] & (sel > 0), self.gate_val.to(dtype), sel
             )
@@ -467,11 +498,33 @@ def steer(model: nn.Module, hook: ClampHook, layer: int | None = None) -> Iterat
 _ACTIVE_HOOKS = "_sae_unlearn_active_hooks"
 
 
+def _gated_hooks(model: nn.Module) -> list[ClampHook]:
+    return [h for h in model.__dict__.get(_ACTIVE_HOOKS, []) if h.sequence_level]
+
+
 def needs_whole_sequences(model: nn.Module) -> bool:
     """Whether a hook attached with `steer` reads earlier positions (`clamp_gated` rows):
-    then every forward must run whole right-padded sequences from position 0, without a KV
-    cache or packed rows."""
-    return any(h.sequence_level for h in model.__dict__.get(_ACTIVE_HOOKS, []))
+    then every forward must run whole right-padded sequences from position 0, or declare
+    how its positions see each other with `gate_layout`."""
+    return bool(_gated_hooks(model))
+
+
+@contextmanager
+def gate_layout(model: nn.Module, layout: GateLayout) -> Iterator[list[ClampHook]]:
+    """Forwards inside see `layout` in every gated hook attached to `model`."""
+    hooks = _gated_hooks(model)
+    for hook in hooks:
+        hook.layout, hook.last_open = layout, None
+    try:
+        yield hooks
+    finally:
+        for hook in hooks:
+            hook.layout = None
+
+
+def gate_opened(hooks: Sequence[ClampHook]) -> bool:
+    """Whether any hook's gate was open at the last position of its last forward."""
+    return any(h.last_open is not None and bool(h.last_open.any()) for h in hooks)
 
 
 def reference_steer(sae: nn.Module, cfg: ClampConfig, h: torch.Tensor) -> torch.Tensor:

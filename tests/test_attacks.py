@@ -88,10 +88,14 @@ def gated_hook():
 
 
 @pytest.mark.parametrize("fmt", ["cloze", "letter"])
-@pytest.mark.parametrize("steered", [False, True, "gated"])
+@pytest.mark.parametrize("steered", [False, True, "gated", "gated_in_prefix"])
 def test_shared_scoring_matches_library(tiny_model, hook, gated_hook, fmt, steered):
     model, tokenizer = tiny_model
-    hook = gated_hook if steered == "gated" else hook
+    if steered == "gated":
+        hook = gated_hook
+    elif steered == "gated_in_prefix":
+        # At 8 the gate opens within the shared few-shot prefix, which carries it open.
+        hook = ClampHook(tiny_sae(), gated_clamp(1, list(range(0, 64, 2)), [8.0] * 32, -20.0))
     forget, retain = questions(5), questions(6, "geography", offset=3)
     # 4 letter-format shots run past the tiny model's 64-token sliding window.
     shots = draw_shots(retain, 4, seed=0)
@@ -106,6 +110,25 @@ def test_shared_scoring_matches_library(tiny_model, hook, gated_hook, fmt, steer
         rtol=0,
     )
     assert got["correct"].tolist() == ref["correct"].tolist()
+
+
+def test_packed_scoring_under_a_gate_that_opens_in_some_branches(tiny_model, gated_hook):
+    model, tokenizer = tiny_model
+    requests = build_requests(questions(5), "cloze")
+    seqs = [encode_pair(tokenizer, r.context, c) for r in requests for c in r.continuations]
+    with maybe_steer(model, gated_hook), torch.no_grad():
+        opened = []
+        for ctx, cont in seqs:
+            model(input_ids=torch.tensor([ctx + cont]))
+            opened.append(bool(gated_hook.last_open[0]))
+        ref = continuation_logprobs(model, seqs, tokenizer.pad_token_id)
+        got = score_sequences(model, seqs, max_tokens=4096)  # all in one packed row
+    # Some sequences open the gate and others do not: a gate leaking along the packed
+    # row, instead of following each token's ancestors, would steer the others too.
+    assert 0 < sum(opened) < len(seqs)
+    torch.testing.assert_close(
+        torch.tensor([s for s, _ in got]), torch.tensor([s for s, _ in ref]), atol=1e-4, rtol=0
+    )
 
 
 def test_shared_scoring_small_rows_and_gemma2(tiny_gemma2_dir):

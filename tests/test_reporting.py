@@ -392,6 +392,18 @@ def test_report_numbers_equal_the_metrics_files(project: Path):
     assert "Paper reference" not in md  # not gemma-2-2b
 
 
+def test_report_shows_calibrated_thresholds(project: Path):
+    path = project / "data/selection/selected.parquet"
+    selected = pd.read_parquet(path).assign(
+        threshold=[12.5, 3.0, 0.0], forget_window_freq=[0.2, 0.1, 0.05], retain_window_freq=0.002
+    )
+    selected.to_parquet(path)
+    _run(report.command, [])
+    rows = table_with((project / "reports/report.md").read_text(), "threshold")
+    assert [float(r["threshold"]) for r in rows] == [12.5, 3.0, 0.0]
+    assert [float(r["forget window freq"]) for r in rows] == pytest.approx([0.2, 0.1, 0.05])
+
+
 def test_report_leaves_out_missing_sections(project: Path):
     shutil.rmtree(project / "data/results/attack")
     (project / "metrics/attack.json").unlink()
