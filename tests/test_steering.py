@@ -202,6 +202,11 @@ def test_yaml_and_csv_round_trip(tmp_path):
     assert list(frame.columns)[:3] == ["latent_idx", "hook_action", "refuse_id"]
     csv_back = read_steering_csv(tmp_path / "c.csv", layer=7)
     assert csv_back.rows == cfg.rows and csv_back.mode == "refusal_clamp"
+    gated = gated_clamp(9, [3, 5], [12.5, 40.0], -1000.0)
+    write_steering_csv(gated, tmp_path / "g.csv")
+    gated_back = read_steering_csv(tmp_path / "g.csv", layer=9)
+    assert gated_back.rows == gated.rows and gated_back.mode == "gated_clamp"
+    assert pd.read_csv(tmp_path / "g.csv")["clamp_value"].tolist() == [12.5, 40.0]
 
 
 def test_malformed_csv_named(tmp_path):
@@ -215,3 +220,19 @@ def test_malformed_csv_named(tmp_path):
     )
     with pytest.raises(ValueError, match="hook_action='explode'"):
         read_steering_csv(path, 0)
+
+
+def test_clamp_config_stage_builds_gated_rows_from_the_selection():
+    import typer
+
+    from pipeline.clamp_config import build_clamp_config
+
+    selected = pd.DataFrame({"rank": [2, 1], "latent": [7, 3], "threshold": [40.0, 12.5]})
+    cfg = build_clamp_config(selected, "gated_clamp", 9, -1000.0, 0.05, -1)
+    assert [(r.latent_idx, r.hook_action, r.clamp_value) for r in cfg.rows] == [
+        (3, "clamp_gated", 12.5),
+        (7, "clamp_gated", 40.0),
+    ]
+    assert {r.steering_coefficient for r in cfg.rows} == {-1000.0}
+    with pytest.raises(typer.BadParameter, match="select.threshold_rate"):
+        build_clamp_config(selected.drop(columns="threshold"), "gated_clamp", 9, -1.0, 0.0, -1)
