@@ -51,6 +51,7 @@ def command(
     with record_run_time() as run_time:
         p = Params.load(params)
         threshold = p.get("score.retain_threshold", 0.01)
+        rate = p.get("score.threshold_rate", None)
         cfg = ScoreConfig(
             layer=int(p.pick(layer, "sae.layer")),
             batch_size=int(p.pick(batch_size, "score.batch_size", 4096)),
@@ -64,6 +65,7 @@ def command(
             retain_threshold=None if threshold is None else float(threshold),
             min_forget_freq=float(p.get("score.min_forget_freq", 0.0)),
             eps=float(p.get("score.eps", 1e-4)),
+            threshold_rate=None if rate is None else float(rate),
         )
         paths = _cache_paths(Path(p.pick(cache_dir, "cache.dir")))
         sae_path = Path(p.pick(sae_dir, "sae.dir"))

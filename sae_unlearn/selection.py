@@ -160,8 +160,9 @@ class ScoreConfig:
     """How latents are scored and which contexts are kept (the `score.*` params).
 
     Contexts are kept for the `context_latents` latents that the selection rule would
-    pick under each score in `rankings`, with this config's threshold, minimum and eps;
-    keep them equal to `select.*` so the selected latents are among those with contexts.
+    pick under each score in `rankings`, with this config's threshold, minimum, eps and
+    threshold rate; keep them equal to `select.*` so the selected latents are among those
+    with contexts.
     """
 
     layer: int
@@ -174,18 +175,13 @@ class ScoreConfig:
     retain_threshold: float | None = 0.01
     min_forget_freq: float = 0.0
     eps: float = 1e-4
+    threshold_rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"score.batch_size={self.batch_size} must be at least 1")
         if self.window < 1:
             raise ValueError(f"score.window={self.window} must be at least 1")
-        for name in self.rankings:
-            if name == "forget_window_freq":
-                raise ValueError(
-                    "score.rankings cannot hold forget_window_freq (it needs select's "
-                    "calibration); use forget_freq, freq_ratio or log_odds"
-                )
         if self.top_contexts < 0 or self.context_latents < 0 or self.context_window < 0:
             raise ValueError(
                 "score.top_contexts, score.context_latents and score.context_window "
@@ -203,6 +199,7 @@ class ScoreConfig:
             retain_threshold=self.retain_threshold,
             min_forget_freq=self.min_forget_freq,
             eps=self.eps,
+            threshold_rate=self.threshold_rate,
         )
 
 
@@ -580,13 +577,18 @@ def select_latents(
     return ranked.head(cfg.top_k).reset_index(drop=True)
 
 
-def context_latents(stats: pd.DataFrame, cfg: ScoreConfig) -> dict[int, list[str]]:
+def context_latents(
+    stats: pd.DataFrame, cfg: ScoreConfig, windows: pd.DataFrame | None = None
+) -> dict[int, list[str]]:
     """Latents whose contexts are written, each with the rankings that picked it."""
     picked: dict[int, list[str]] = {}
     if cfg.context_latents == 0:
         return picked
     for name in cfg.rankings:
-        ranked = rank_latents(stats[STAT_COLUMNS], cfg.ranking_config(name))
+        ranking = cfg.ranking_config(name)
+        ranked = rank_latents(
+            stats[STAT_COLUMNS], ranking, windows=windows if ranking.needs_windows else None
+        )
         ranked = ranked.head(cfg.context_latents)
         for latent in ranked["latent"].tolist():
             picked.setdefault(int(latent), []).append(name)
@@ -729,11 +731,11 @@ def score_latents(
         for corpus in CORPORA
     }
     table = latent_table(stats["forget"], stats["retain"])
-    picked = context_latents(table, cfg) if cfg.top_contexts else {}
+    windows = window_table(stats["forget"], stats["retain"])
+    picked = context_latents(table, cfg, windows) if cfg.top_contexts else {}
     contexts = top_contexts(
         {c: (cache_paths[c], stats[c]) for c in CORPORA}, picked, tokenizer, cfg.context_window
     )
-    windows = window_table(stats["forget"], stats["retain"])
     return ScoreResult(table, contexts, windows, {c: s.n_tokens for c, s in stats.items()})
 
 

@@ -30,6 +30,7 @@ from sae_unlearn.selection import (
     STAT_COLUMNS,
     ScoreConfig,
     SelectConfig,
+    context_latents,
     corpus_statistics,
     decode_context,
     find_refusal_latent,
@@ -331,6 +332,19 @@ def test_select_by_calibrated_window_frequency():
     assert top["threshold"].tolist() == [0.0, 3.0]
     with pytest.raises(ValueError, match="need.*window maxima"):
         select_latents(stats, cfg)
+
+
+def test_contexts_follow_the_calibrated_ranking():
+    cfg = ScoreConfig(
+        layer=0,
+        rankings=("forget_window_freq", "forget_freq"),
+        context_latents=1,
+        retain_threshold=None,
+        threshold_rate=0.2,
+    )
+    picked = context_latents(hand_stats().head(3), cfg, hand_windows())
+    # forget_window_freq's best is latent 1 (0.5 of forget windows); forget_freq's is 0.
+    assert picked == {1: ["forget_window_freq"], 0: ["forget_freq"]}
 
 
 def logit(p: float, eps: float = 1e-4) -> float:
