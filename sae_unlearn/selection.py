@@ -497,8 +497,13 @@ def validate_statistics(stats: pd.DataFrame, source: str = "the latent statistic
 
 
 def compute_score(stats: pd.DataFrame, name: str, eps: float = 1e-4) -> pd.Series:
-    """The score `name` (see SCORES) of every latent; higher means more forget-specific."""
+    """The score `name` (see SCORES) of every latent; higher means more forget-specific.
+    `forget_window_freq` needs the columns of `window_statistics` merged in."""
     _check_score_name(name, "score")
+    if name == "forget_window_freq":
+        if name not in stats.columns:
+            raise ValueError("the forget_window_freq score needs the window statistics")
+        return stats[name].astype(float)
     forget = stats["forget_freq"].astype(float)
     retain = stats["retain_freq"].astype(float)
     if name == "forget_freq":
@@ -539,10 +544,7 @@ def rank_latents(
         )
     else:
         frame["threshold"] = 0.0
-    if cfg.score == "forget_window_freq":
-        frame["score"] = frame["forget_window_freq"]
-    else:
-        frame["score"] = compute_score(frame, cfg.score, cfg.eps)
+    frame["score"] = compute_score(frame, cfg.score, cfg.eps)
     keep = frame["forget_freq"] > 0
     if cfg.threshold_rate is not None:
         keep &= frame["forget_window_freq"] > 0
