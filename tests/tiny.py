@@ -5,6 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from sae_lens import (
+    JumpReLUSAE,
+    JumpReLUSAEConfig,
+    StandardSAE,
+    StandardSAEConfig,
+    TopKSAE,
+    TopKSAEConfig,
+)
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     Gemma2Config,
@@ -99,3 +107,29 @@ def save_tiny_model(out_dir: str | Path, arch: str = "gemma3", n_layers: int = 2
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return Path(out_dir)
+
+
+D_IN, D_SAE = 32, 64
+
+
+def random_sae(kind: str, seed: int = 0):
+    torch.manual_seed(seed)
+    if kind == "jumprelu":
+        sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=D_IN, d_sae=D_SAE))
+    elif kind == "topk":
+        sae = TopKSAE(TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=8))
+    else:
+        sae = StandardSAE(StandardSAEConfig(d_in=D_IN, d_sae=D_SAE))
+    with torch.no_grad():
+        sae.W_enc.normal_(0, 0.3)
+        sae.W_dec.normal_(0, 0.3)
+        sae.b_enc.normal_(0, 0.2)
+        sae.b_dec.normal_(0, 0.1)
+        if kind == "jumprelu":
+            sae.threshold.uniform_(0.0, 0.5)  # Gemma Scope style: per-latent thresholds
+    return sae.eval()
+
+
+def firing_latents(sae, h, n):
+    rate = (sae.encode(h) > 0).float().mean(dim=(0, 1))
+    return rate.argsort(descending=True)[:n].tolist()

@@ -1,0 +1,45 @@
+"""Conditional SAE latent clamping: clamp configs, the paper's steering CSV, and the hook."""
+
+from sae_unlearn.steering.attach import gate_layout, gate_opened, needs_whole_sequences, steer
+from sae_unlearn.steering.formats import (
+    read_clamp_yaml,
+    read_steering_csv,
+    write_clamp_yaml,
+    write_steering_csv,
+)
+from sae_unlearn.steering.gate import GateLayout, gate_open
+from sae_unlearn.steering.hook import ClampHook
+from sae_unlearn.steering.latent_slice import LatentSlice
+from sae_unlearn.steering.modes import clamp_prime, gated_clamp, refusal_clamp
+from sae_unlearn.steering.rows import (
+    ACTIONS,
+    CSV_COLUMNS,
+    MODES,
+    ClampConfig,
+    SteeringRow,
+    validate_rows,
+)
+
+__all__ = [
+    "ACTIONS",
+    "CSV_COLUMNS",
+    "MODES",
+    "ClampConfig",
+    "ClampHook",
+    "GateLayout",
+    "LatentSlice",
+    "SteeringRow",
+    "clamp_prime",
+    "gate_layout",
+    "gate_open",
+    "gate_opened",
+    "gated_clamp",
+    "needs_whole_sequences",
+    "read_clamp_yaml",
+    "read_steering_csv",
+    "refusal_clamp",
+    "steer",
+    "validate_rows",
+    "write_clamp_yaml",
+    "write_steering_csv",
+]

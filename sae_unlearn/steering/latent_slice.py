@@ -1,0 +1,102 @@
+"""The part of an SAE the steering hook needs: k columns of W_enc, k rows of W_dec.
+
+Decoding is linear, so only the latents a config names are encoded and decoded. TopK SAEs
+are the exception: whether a latent is active depends on all the others, so their full
+pre-activations are computed to find the k-th largest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+SUPPORTED_NORMALISATIONS = (
+    "none",
+    "expected_average_only_in",
+    "constant_norm_rescale",
+    "layer_norm",
+)
+
+
+class LatentSlice(nn.Module):
+    """The part of an SAE the steering hook needs, for a fixed set of latents.
+
+    Built from any sae-lens SAE (ReLU, JumpReLU, TopK/BatchTopK-as-JumpReLU); refuses the
+    architectures whose latents cannot be computed this way.
+    """
+
+    def __init__(self, sae: nn.Module, latents: Sequence[int]):
+        super().__init__()
+        cfg = sae.cfg
+        d_sae = int(cfg.d_sae)
+        idx = torch.tensor(sorted(set(int(i) for i in latents)), dtype=torch.long)
+        for i in idx.tolist():
+            if not 0 <= i < d_sae:
+                raise ValueError(
+                    f"latent {i} is out of range for an SAE with {d_sae} latents "
+                    f"(valid: 0..{d_sae - 1})"
+                )
+        self.architecture = type(cfg).architecture() if hasattr(cfg, "architecture") else "standard"
+        if self.architecture not in ("standard", "jumprelu", "topk"):
+            raise ValueError(
+                f"SAE architecture {self.architecture!r} is not supported by the steering hook; "
+                "use a ReLU, JumpReLU or TopK SAE"
+            )
+        norm = getattr(cfg, "normalize_activations", "none") or "none"
+        if norm not in SUPPORTED_NORMALISATIONS:
+            raise ValueError(f"SAE normalize_activations={norm!r} is not supported by the hook")
+        if getattr(cfg, "reshape_activations", "none") != "none":
+            raise ValueError("hook_z SAEs are not supported: the hook edits the residual stream")
+        self.normalisation = "none" if norm == "expected_average_only_in" else norm
+        self.d_in = int(cfg.d_in)
+        self.d_sae = d_sae
+        self.register_buffer("index", idx)
+        self.position = {latent: j for j, latent in enumerate(idx.tolist())}
+        b_dec = sae.b_dec.detach()
+        apply_b_dec = bool(getattr(cfg, "apply_b_dec_to_input", True))
+        self.register_buffer("b_dec_in", b_dec if apply_b_dec else torch.zeros_like(b_dec))
+        self.register_buffer("W_enc", sae.W_enc.detach()[:, idx].clone())
+        self.register_buffer("b_enc", sae.b_enc.detach()[idx].clone())
+        self.register_buffer("W_dec", sae.W_dec.detach()[idx].clone())
+        threshold = getattr(sae, "threshold", None)
+        self.register_buffer(
+            "threshold",
+            threshold.detach()[idx].clone() if threshold is not None else torch.zeros(len(idx)),
+        )
+        self.k = int(getattr(cfg, "k", 0) or 0)
+        if self.architecture == "topk":
+            self.rescale = bool(getattr(cfg, "rescale_acts_by_decoder_norm", False))
+            self.register_buffer("W_enc_full", sae.W_enc.detach().clone())
+            self.register_buffer("b_enc_full", sae.b_enc.detach().clone())
+            self.register_buffer("dec_norm_full", sae.W_dec.detach().norm(dim=-1))
+
+    def normalise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """SAE input normalisation, and the factor that maps decoder deltas back."""
+        if self.normalisation == "constant_norm_rescale":
+            coeff = (self.d_in**0.5) / x.norm(dim=-1, keepdim=True)
+            return x * coeff, 1.0 / coeff
+        if self.normalisation == "layer_norm":
+            mu = x.mean(dim=-1, keepdim=True)
+            std = (x - mu).std(dim=-1, keepdim=True)
+            return (x - mu) / (std + 1e-5), std
+        return x, 1.0
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations of the slice's latents, `[..., len(index)]`, exactly as the SAE's."""
+        sae_in = x - self.b_dec_in
+        if self.architecture == "topk":
+            full = sae_in @ self.W_enc_full + self.b_enc_full
+            if self.rescale:
+                full = full * self.dec_norm_full
+            # Slice the full pre-activations (not a separate k-column matmul) so the
+            # comparison with the k-th largest sees bit-identical values.
+            pre = full[..., self.index]
+            kth = full.topk(self.k, dim=-1).values[..., -1:]
+            return torch.relu(pre) * (pre >= kth).to(pre.dtype)
+        pre = sae_in @ self.W_enc + self.b_enc
+        acts = torch.relu(pre)
+        if self.architecture == "jumprelu":
+            acts = acts * (pre > self.threshold).to(pre.dtype)
+        return acts

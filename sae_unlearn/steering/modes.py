@@ -1,0 +1,64 @@
+"""The clamp modes as clamp configs: the paper's Clamp Prime and Refusal-clamp, and ours."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sae_unlearn.steering.rows import ClampConfig, SteeringRow
+
+
+def clamp_prime(
+    layer: int, latents: Sequence[int], value: float, sae_release: str = "", sae_id: str = ""
+) -> ClampConfig:
+    rows = [
+        SteeringRow(int(i), "clamp", None, float(value), 0.0, sae_id, sae_release, "")
+        for i in latents
+    ]
+    return ClampConfig(layer, rows, mode="clamp_prime", meta={"value": float(value)})
+
+
+def refusal_clamp(
+    layer: int,
+    latents: Sequence[int],
+    refusal_latent: int,
+    threshold: float,
+    value: float,
+    sae_release: str = "",
+    sae_id: str = "",
+) -> ClampConfig:
+    rows = [
+        SteeringRow(
+            int(i),
+            "clamp_refusal",
+            int(refusal_latent),
+            float(threshold),
+            float(value),
+            sae_id,
+            sae_release,
+            "",
+        )
+        for i in latents
+    ]
+    meta = {"value": float(value), "threshold": float(threshold), "refusal_latent": refusal_latent}
+    return ClampConfig(layer, rows, mode="refusal_clamp", meta=meta)
+
+
+def gated_clamp(
+    layer: int,
+    latents: Sequence[int],
+    thresholds: Sequence[float],
+    value: float,
+    sae_release: str = "",
+    sae_id: str = "",
+) -> ClampConfig:
+    """Gated clamp: the selected latents, each with its calibrated gate threshold."""
+    if len(thresholds) != len(latents):
+        raise ValueError(
+            f"gated_clamp needs one threshold per latent ({len(latents)} latents, "
+            f"{len(thresholds)} thresholds)"
+        )
+    rows = [
+        SteeringRow(int(i), "clamp_gated", None, float(t), float(value), sae_id, sae_release, "")
+        for i, t in zip(latents, thresholds, strict=True)
+    ]
+    return ClampConfig(layer, rows, mode="gated_clamp", meta={"value": float(value)})

@@ -1,0 +1,88 @@
+"""Steering rows (the paper's steering CSV, one row per latent edit) and clamp configs.
+
+`hook_action` semantics, conditions always read on the unedited latents:
+- `add`:           f_i += steering_coefficient at every position (plain steering)
+- `clamp`:         where f_i > 0, f_i = clamp_value ("Clamp Prime", Farrell et al./SAEBench)
+- `clamp_cond`:    where f_i > clamp_value (a threshold), f_i = steering_coefficient;
+                   a threshold of -inf makes it an unconditional clamp
+- `clamp_refusal`: where any `clamp_refusal` latent i with the same refuse_id has
+                   f_i > clamp_value (a threshold), f_refuse_id = steering_coefficient
+- `clamp_gated` (ours, the `gated_clamp` mode): a gate opens at the first position where
+                   any `clamp_gated` latent i has f_i > clamp_value (its calibrated
+                   threshold) and stays open for the rest of the sequence; where it is
+                   open and f_i > 0, f_i = steering_coefficient (see `gate.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+ACTIONS = ("add", "clamp", "clamp_cond", "clamp_refusal", "clamp_gated")
+MODES = ("clamp_prime", "refusal_clamp", "gated_clamp")
+CSV_COLUMNS = [
+    "latent_idx",
+    "hook_action",
+    "refuse_id",
+    "clamp_value",
+    "steering_coefficient",
+    "sae_id",
+    "sae_release",
+    "description",
+]
+
+
+@dataclass(frozen=True)
+class SteeringRow:
+    """One row of the paper's steering CSV."""
+
+    latent_idx: int
+    hook_action: str
+    refuse_id: int | None = None
+    clamp_value: float = 0.0
+    steering_coefficient: float = 0.0
+    sae_id: str = ""
+    sae_release: str = ""
+    description: str = ""
+
+
+@dataclass
+class ClampConfig:
+    """What the steering hook does, at which layer. `rows` is the canonical form."""
+
+    layer: int
+    rows: list[SteeringRow]
+    mode: str = "csv"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def latents(self) -> list[int]:
+        return [r.latent_idx for r in self.rows]
+
+    def needed_latents(self) -> list[int]:
+        """Every latent the hook must encode: the rows' and the refusal targets."""
+        needed = {r.latent_idx for r in self.rows}
+        needed.update(r.refuse_id for r in self.rows if r.hook_action == "clamp_refusal")
+        return sorted(needed)
+
+
+def validate_rows(rows: Sequence[SteeringRow], d_sae: int | None = None, source: str = "") -> None:
+    where = f" in {source}" if source else ""
+    if not rows:
+        raise ValueError(f"the clamp config{where} names no latents; select at least one")
+    for n, row in enumerate(rows):
+        if row.hook_action not in ACTIONS:
+            raise ValueError(
+                f"row {n}{where}: hook_action={row.hook_action!r}; use one of {ACTIONS}"
+            )
+        if row.hook_action == "clamp_refusal" and row.refuse_id is None:
+            raise ValueError(
+                f"row {n}{where}: clamp_refusal needs a refuse_id (the refusal latent)"
+            )
+        if d_sae is not None:
+            for name, idx in (("latent_idx", row.latent_idx), ("refuse_id", row.refuse_id)):
+                if idx is not None and not 0 <= idx < d_sae:
+                    raise ValueError(
+                        f"row {n}{where}: {name}={idx} is out of range for an SAE with {d_sae} "
+                        f"latents (valid: 0..{d_sae - 1}); check that the config matches the SAE"
+                    )

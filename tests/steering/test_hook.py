@@ -1,0 +1,107 @@
+import pytest
+import torch
+
+from sae_unlearn.steering import (
+    ClampConfig,
+    ClampHook,
+    SteeringRow,
+    clamp_prime,
+    gated_clamp,
+    refusal_clamp,
+)
+from tests.steering.reference import reference_steer
+from tests.tiny import D_IN, firing_latents, random_sae
+
+
+@pytest.mark.parametrize("kind", ["jumprelu", "standard", "topk"])
+@pytest.mark.parametrize("mode", ["clamp_prime", "refusal_clamp", "gated_clamp"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hook_equals_full_encode_clamp_decode(kind, mode, dtype):
+    sae = random_sae(kind).to(dtype)
+    h = torch.randn(3, 7, D_IN, dtype=dtype) * 2
+    latents = firing_latents(sae, h, 5)
+    if mode == "clamp_prime":
+        cfg = clamp_prime(0, latents, -30.0)
+    elif mode == "gated_clamp":
+        # Thresholds at each latent's median activation: the gate opens in some sequences.
+        f = sae.encode(h)[..., latents].detach()
+        cfg = gated_clamp(0, latents, f.flatten(0, 1).median(0).values.tolist(), -30.0)
+    else:
+        cfg = refusal_clamp(0, latents, refusal_latent=latents[-1] + 1, threshold=0.05, value=-50.0)
+    with torch.no_grad():
+        expected = reference_steer(sae, cfg, h)
+        got = ClampHook(sae, cfg)(h)
+    assert not torch.allclose(expected, h, atol=1e-3)  # the clamp did something
+    # float32 rounds differently along the two paths at |h| ~ 50; float64 shows exactness.
+    rtol = 1e-5 if dtype == torch.float32 else 0
+    torch.testing.assert_close(got, expected, rtol=rtol, atol=1e-5)
+
+
+def test_hook_matches_trained_sae_format(tmp_path):
+    sae = random_sae("jumprelu", seed=3)
+    sae.save_model(tmp_path / "sae")
+    from sae_lens import SAE
+
+    loaded = SAE.load_from_disk(tmp_path / "sae", device="cpu")
+    h = torch.randn(2, 5, D_IN)
+    cfg = clamp_prime(0, firing_latents(loaded, h, 3), -10.0)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            ClampHook(loaded, cfg)(h), reference_steer(loaded, cfg, h), rtol=0, atol=1e-5
+        )
+
+
+def test_clamp_only_where_latent_fires():
+    sae = random_sae("jumprelu")
+    h = torch.randn(4, 6, D_IN)
+    latent = firing_latents(sae, h, 1)[0]
+    hook = ClampHook(sae, clamp_prime(0, [latent], -100.0))
+    with torch.no_grad():
+        out = hook(h)
+        fires = sae.encode(h)[..., latent] > 0
+    changed = (out - h).abs().amax(-1) > 0
+    assert fires.any() and (~fires).any()
+    assert torch.equal(changed, fires)
+
+
+def test_every_csv_action_and_unconditional_clamp():
+    sae = random_sae("standard")
+    h = torch.randn(2, 4, D_IN)
+    a, b, c, r = firing_latents(sae, h, 4)
+    rows = [
+        SteeringRow(a, "add", None, 0.0, 2.0),
+        SteeringRow(b, "clamp_cond", None, float("-inf"), 3.0),  # unconditional
+        SteeringRow(c, "clamp", None, -5.0, 0.0),
+        SteeringRow(c, "clamp_refusal", r, 0.01, -7.0),
+    ]
+    cfg = ClampConfig(0, rows)
+    hook = ClampHook(sae, cfg)
+    with torch.no_grad():
+        f = sae.encode(h)
+        edited = hook.edit(f[..., hook.slice.index])
+    pos = hook.slice.position
+    torch.testing.assert_close(edited[..., pos[a]], f[..., a] + 2.0)
+    assert torch.all(edited[..., pos[b]] == 3.0)
+    fires_c = f[..., c] > 0
+    assert torch.all(edited[..., pos[c]][fires_c] == -5.0)
+    refuse = f[..., c] > 0.01
+    assert torch.all(edited[..., pos[r]][refuse] == -7.0)
+    torch.testing.assert_close(edited[..., pos[r]][~refuse], f[..., r][~refuse])
+    with torch.no_grad():
+        torch.testing.assert_close(hook(h), reference_steer(sae, cfg, h), rtol=0, atol=1e-5)
+
+
+def test_hook_is_differentiable():
+    sae = random_sae("jumprelu")
+    h = torch.randn(2, 3, D_IN, requires_grad=True)
+    hook = ClampHook(sae, clamp_prime(0, firing_latents(sae, h.detach(), 3), -10.0))
+    hook(h).pow(2).sum().backward()
+    assert h.grad is not None and h.grad.abs().sum() > 0
+
+
+def test_out_of_range_latents_rejected():
+    sae = random_sae("jumprelu")
+    with pytest.raises(ValueError, match="latent_idx=64 is out of range for an SAE with 64"):
+        ClampHook(sae, clamp_prime(0, [1, 64], -1.0))
+    with pytest.raises(ValueError, match="refuse_id=999 is out of range"):
+        ClampHook(sae, refusal_clamp(0, [1], 999, 0.05, -5.0))
