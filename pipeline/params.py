@@ -14,7 +14,15 @@ from typing import Any, Literal
 
 import typer
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 DEFAULT_PARAMS = Path("params.yaml")
 ParamsOption = typer.Option(DEFAULT_PARAMS, "--params", help="params.yaml to take defaults from")
@@ -25,6 +33,18 @@ PAPER_MMLU_SUBJECTS = [
     "human_aging",
     "college_computer_science",
 ]
+# Each param that may name a local file or folder, the sources it may name instead, and the
+# folder it must lie in: that folder is the stage's DVC dependency, so editing the file reruns
+# the stage (a path outside it would leave `dvc status` clean over stale outputs).
+LOCAL_INPUTS = {
+    "data.forget_corpus": ({"embedded", "wikitext"}, "inputs/data"),
+    "data.retain_corpus": ({"embedded", "wikitext"}, "inputs/data"),
+    "data.forget_questions": ({"embedded", "wmdp-bio", "mmlu"}, "inputs/data"),
+    "data.retain_questions": ({"embedded", "wmdp-bio", "mmlu"}, "inputs/data"),
+    "model.name": ({"embedded"}, "inputs/models"),
+    "sae.path": (set(), "inputs/saes"),
+    "clamp.csv": (set(), "data/steering"),
+}
 RANKING_SCORES = Literal["forget_freq", "freq_ratio", "log_odds", "forget_window_freq"]
 
 
@@ -183,6 +203,23 @@ class Params(Section):
     report: ReportParams = Field(default_factory=ReportParams)
     attack: AttackParams = Field(default_factory=AttackParams)
 
+    @model_validator(mode="after")
+    def _local_inputs_inside_dependencies(self) -> Params:
+        for key, (sources, folder) in LOCAL_INPUTS.items():
+            value = self.get(key)
+            if value is None or value in sources:
+                continue
+            path = Path(value)
+            if key == "model.name" and not path.exists():
+                continue  # a hub id, resolved by transformers
+            if not path.resolve().is_relative_to(Path(folder).resolve()):
+                raise ValueError(
+                    f"`{key}` = {value!r} lies outside {folder}/, which its stage depends on, "
+                    f"so editing it would not rerun the stage; move it into {folder}/ and set "
+                    f"{key}: {folder}/{path.name}"
+                )
+        return self
+
     @classmethod
     def load(cls, path: str | Path = DEFAULT_PARAMS) -> Params:
         """params.yaml validated against the schema; defaults where the file is absent."""
@@ -248,4 +285,6 @@ def describe_error(err: dict, source: Path) -> str:
             else f"known keys here: {', '.join(known)}"
         )
         return f"{source}: unknown key `{key}`; {hint}"
+    if not loc:  # a check across keys (a model validator): its message names them
+        return f"{source}: {err['msg'].removeprefix('Value error, ')}"
     return f"{source}: `{key}`: {err['msg']} (got {err.get('input')!r}); fix its value in {source}"

@@ -1,26 +1,43 @@
-"""Stage run time, recorded next to the stage's outputs so the report can show it.
+"""Stage run times, kept out of every DVC output.
 
-DVC records no durations, and putting seconds into metrics files would make every rerun
-look like a metrics change; so each stage writes `run.json` into its output directory.
+Wall-clock seconds inside an output (or a metrics file) would change its hash on every run,
+so two runs of the same DAG could never agree in dvc.lock. Each stage instead merges its
+seconds (and any sub-timings it reports) into `logs/timings.json`, which no stage declares:
+`make bench` and README read it; the report, a DVC output, does not.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import click
+
 from sae_unlearn.io import write_json
+
+TIMINGS = Path("logs/timings.json")
+
+
+def read_timings(path: Path = TIMINGS) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
 
 
 @contextmanager
-def record_run_time(out_dir: Path | str | None = None) -> Iterator[dict]:
-    """Time the block; write `{"seconds": ...}` to `out_dir/run.json` (set `holder["dir"]`
-    inside the block when the directory is only known there)."""
-    holder: dict = {"dir": out_dir}
+def record_run_time(*_legacy: object, path: Path = TIMINGS) -> Iterator[dict]:
+    """Time the block and record it under the running sub-command's name; entries the
+    block adds to the yielded dict (e.g. per-phase seconds) are recorded beside it."""
+    holder: dict = {}
     start = time.perf_counter()
     yield holder
-    if holder["dir"] is not None:
-        seconds = round(time.perf_counter() - start, 1)
-        write_json(Path(holder["dir"]) / "run.json", {"seconds": seconds})
+    ctx = click.get_current_context(silent=True)
+    stage = ctx.info_name if ctx is not None else "stage"
+    extra = {k: v for k, v in holder.items() if k != "dir"}
+    timings = read_timings(path)
+    timings[stage] = {"seconds": round(time.perf_counter() - start, 1), **extra}
+    write_json(path, timings)

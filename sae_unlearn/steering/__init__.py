@@ -10,7 +10,7 @@ from sae_unlearn.steering.formats import (
 from sae_unlearn.steering.gate import GateLayout, gate_open
 from sae_unlearn.steering.hook import ClampHook
 from sae_unlearn.steering.latent_slice import LatentSlice
-from sae_unlearn.steering.modes import clamp_prime, gated_clamp, refusal_clamp
+from sae_unlearn.steering.modes import clamp_prime, from_selection, gated_clamp, refusal_clamp
 from sae_unlearn.steering.rows import (
     ACTIONS,
     CSV_COLUMNS,
@@ -30,6 +30,7 @@ __all__ = [
     "LatentSlice",
     "SteeringRow",
     "clamp_prime",
+    "from_selection",
     "gate_layout",
     "gate_open",
     "gate_opened",

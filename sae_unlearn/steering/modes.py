@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sae_unlearn.steering.rows import ClampConfig, SteeringRow
+import pandas as pd
+
+from sae_unlearn.steering.rows import MODES, ClampConfig, SteeringRow
 
 
 def clamp_prime(
@@ -62,3 +64,35 @@ def gated_clamp(
         for i, t in zip(latents, thresholds, strict=True)
     ]
     return ClampConfig(layer, rows, mode="gated_clamp", meta={"value": float(value)})
+
+
+def from_selection(
+    selected: pd.DataFrame,
+    mode: str,
+    layer: int,
+    value: float,
+    threshold: float = 0.05,
+    refusal_latent: int | None = None,
+) -> ClampConfig:
+    """A clamp mode over the latents `select` chose, in rank order."""
+    if mode not in MODES:
+        raise ValueError(f"clamp.mode={mode!r}; use one of {list(MODES)}")
+    if "latent" not in selected.columns:
+        raise ValueError(
+            f"the selection has no `latent` column (columns: {list(selected.columns)}); "
+            "produce it with `sae-unlearn select`"
+        )
+    ordered = selected.sort_values("rank")
+    latents = ordered["latent"].astype(int).tolist()
+    if mode == "clamp_prime":
+        return clamp_prime(layer, latents, value)
+    if mode == "gated_clamp":
+        if "threshold" not in ordered.columns:
+            raise ValueError(
+                "clamp.mode=gated_clamp needs per-latent thresholds, but the selection has no "
+                "`threshold` column; rerun `sae-unlearn select` with select.threshold_rate set"
+            )
+        return gated_clamp(layer, latents, ordered["threshold"].astype(float).tolist(), value)
+    if refusal_latent is None:
+        raise ValueError("clamp.mode=refusal_clamp needs a refusal latent")
+    return refusal_clamp(layer, latents, refusal_latent, threshold, value)

@@ -1,8 +1,10 @@
 """End to end: the real `dvc repro` and `dvc exp run` on a tiny configuration.
 
 The project is copied into a temporary git repo with a tiny random Gemma 3 model, tiny
-corpora and question sets; the test checks which stages run after a parameter change
-and that a teammate's clone pulls the cached activations instead of recomputing them.
+corpora and question sets, and the default clamp mode; the tests check that two runs give
+the same output hashes, which stages run after a parameter or code change, that a misspelt
+key is refused, and that a teammate's clone pulls the cached activations instead of
+recomputing them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import yaml
 
 from tests.tiny import TRAINING_TEXT, save_tiny_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
 
@@ -55,14 +57,14 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
-def tiny_params(repo: Path, model_dir: Path, inputs: Path) -> dict:
+def tiny_params() -> dict:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["model"].update(name=str(model_dir), dtype="float32")
+    params["model"].update(name="inputs/models/tiny", dtype="float32")
     params["data"].update(
-        forget_corpus=str(inputs / "forget_corpus.jsonl"),
-        retain_corpus=str(inputs / "retain_corpus.jsonl"),
-        forget_questions=str(inputs / "forget_questions.jsonl"),
-        retain_questions=str(inputs / "retain_questions.jsonl"),
+        forget_corpus="inputs/data/forget_corpus.jsonl",
+        retain_corpus="inputs/data/retain_corpus.jsonl",
+        forget_questions="inputs/data/forget_questions.jsonl",
+        retain_questions="inputs/data/retain_questions.jsonl",
     )
     params["cache"].update(layers=[1], seq_len=32, batch_size=4, max_tokens=320)
     params["sae"]["layer"] = 1
@@ -70,7 +72,7 @@ def tiny_params(repo: Path, model_dir: Path, inputs: Path) -> dict:
         d_sae=64, k=4, batch_size=64, training_tokens=2048, held_out_fraction=0.2
     )
     params["evaluate"].update(batch_size=8, bootstrap=50)
-    params["clamp"].update(mode="clamp_prime", value=-20.0)
+    params["clamp"]["value"] = -20.0  # the default mode (gated_clamp), at the tiny scale
     for key, value in TINY_OVERRIDES.items():
         section, _, name = key.partition(".")
         node = params[section]
@@ -83,8 +85,6 @@ def tiny_params(repo: Path, model_dir: Path, inputs: Path) -> dict:
 
 # Stage-specific tiny settings for the later stages.
 TINY_OVERRIDES: dict[str, object] = {
-    "score.retain_threshold": 1.0,
-    "score.min_forget_freq": 0.0,
     "score.context_latents": 5,
     "score.top_contexts": 2,
     "select.top_k": 3,
@@ -102,10 +102,14 @@ TINY_OVERRIDES: dict[str, object] = {
 }
 
 
-def run(cmd: list[str], cwd: Path) -> str:
+def run_process(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("DVC_EXP_BASELINE_REV", None)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    proc = run_process(cmd, cwd)
     if proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
@@ -122,22 +126,27 @@ def all_stages() -> set[str]:
     return set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
 
 
+def output_hashes(repo: Path) -> dict[str, str]:
+    """Every stage output's hash as dvc.lock records it."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage["outs"]}
+
+
 @pytest.fixture(scope="module")
 def tiny_repo(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
-    repo, inputs = base / "repo", base / "inputs"
-    inputs.mkdir()
-    model_dir = save_tiny_model(base / "tiny_model", arch="gemma3")
+    repo = base / "repo"
+    for name in ("sae_unlearn", "pipeline", "inputs", "data/steering"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    save_tiny_model(repo / "inputs/models/tiny", arch="gemma3")
+    inputs = repo / "inputs/data"
     write_jsonl(inputs / "forget_corpus.jsonl", [{"text": t} for t in FORGET_DOCS])
     write_jsonl(inputs / "retain_corpus.jsonl", [{"text": t} for t in RETAIN_DOCS])
     write_jsonl(inputs / "forget_questions.jsonl", questions(["virology", "immunology"]))
     write_jsonl(inputs / "retain_questions.jsonl", questions(["geography", "history"]))
-    repo.mkdir()
-    for name in ("sae_unlearn", "pipeline", "data/embedded", "data/steering"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, repo / name)
-    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params(repo, model_dir, inputs)))
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
     run(["git", "init", "-q", "-b", "main"], repo)
     run(["git", "config", "user.email", "e2e@sae-unlearn.invalid"], repo)
     run(["git", "config", "user.name", "e2e"], repo)
@@ -145,24 +154,70 @@ def tiny_repo(tmp_path_factory):
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "tiny"], repo)
     first = run(["dvc", "repro"], repo)
+    first_hashes = output_hashes(repo)
+    # Again from scratch: every stage reruns (DVC deletes its outputs first).
+    again = run(["dvc", "repro", "--force"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "repro"], repo)
-    return repo, first
+    return repo, first, first_hashes, again
+
+
+def test_two_runs_from_scratch_give_the_same_output_hashes(tiny_repo):
+    repo, _, first_hashes, again = tiny_repo
+    assert ran_stages(again) == all_stages()
+    assert output_hashes(repo) == first_hashes
+    assert len(first_hashes) >= len(all_stages())
 
 
 def test_repro_runs_every_stage_and_writes_metrics(tiny_repo):
-    repo, first = tiny_repo
+    repo, first, _, _ = tiny_repo
     assert ran_stages(first) == all_stages()
     sae = json.loads((repo / "metrics/sae.json").read_text())
     assert sae["n_tokens"] > 0 and 0.0 <= sae["dead_fraction"] <= 1.0
     steered = json.loads((repo / "metrics/steered.json").read_text())
     assert {"alignment", "retain_ratio"} <= set(steered)
     assert steered["forget"]["n"] == 6 and steered["retain"]["n"] == 6
+    clamp = yaml.safe_load((repo / "data/clamp/clamp.yaml").read_text())
+    assert clamp["mode"] == "gated_clamp" and len(clamp["rows"]) == 3
+    assert {row["hook_action"] for row in clamp["rows"]} == {"clamp_gated"}
     assert "Data and pipelines are up to date" in run(["dvc", "status"], repo)
 
 
+def test_editing_library_code_marks_its_stages_changed(tiny_repo):
+    repo, *_ = tiny_repo
+    metrics_code = repo / "sae_unlearn/evaluation/metrics.py"
+    original = metrics_code.read_text()
+    try:
+        # A change to the alignment score: only the stages that compute metrics with it.
+        metrics_code.write_text(original + "\n# a reviewed change to the alignment score\n")
+        status = run(["dvc", "status"], repo)
+    finally:
+        metrics_code.write_text(original)
+    changed = set(re.findall(r"^(\S+):\s*$", status, flags=re.MULTILINE))
+    assert {"evaluate", "evaluate-baseline", "attack"} <= changed
+    assert not changed & {"prepare-model", "prepare-data", "cache", "train-sae", "select"}
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo)
+
+
+def test_misspelt_param_is_refused_with_the_key_named(tiny_repo):
+    repo, *_ = tiny_repo
+    params = repo / "params.yaml"
+    original = params.read_text()
+    try:
+        edited = yaml.safe_load(original)
+        edited["select"]["topk"] = edited["select"].pop("top_k")
+        params.write_text(yaml.safe_dump(edited))
+        proc = run_process(["sae-unlearn", "select"], repo)
+    finally:
+        params.write_text(original)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "unknown key `select.topk`; did you mean `select.top_k`?" in out
+    assert "Traceback" not in out
+
+
 def test_clamp_experiment_reruns_only_downstream_stages(tiny_repo):
-    repo, _ = tiny_repo
+    repo, *_ = tiny_repo
     out = run(["dvc", "exp", "run", "-S", "clamp.value=-40"], repo)
     expected = {"clamp-config", "evaluate", "attack", "report"} & all_stages()
     assert ran_stages(out) == expected
@@ -173,7 +228,7 @@ def test_clamp_experiment_reruns_only_downstream_stages(tiny_repo):
 
 
 def test_cache_param_change_reruns_cache_and_below(tiny_repo):
-    repo, _ = tiny_repo
+    repo, *_ = tiny_repo
     out = run(["dvc", "exp", "run", "-S", "cache.max_tokens=288"], repo)
     ran = ran_stages(out)
     assert {"cache", "train-sae"} <= ran
@@ -181,7 +236,7 @@ def test_cache_param_change_reruns_cache_and_below(tiny_repo):
 
 
 def test_team_shares_cache_through_remote(tiny_repo, tmp_path):
-    repo, _ = tiny_repo
+    repo, *_ = tiny_repo
     remote = tmp_path / "remote"
     run(["dvc", "remote", "add", "-d", "team", str(remote)], repo)
     run(["git", "commit", "-qam", "remote"], repo)
