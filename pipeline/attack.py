@@ -9,37 +9,19 @@ report's plots), `accuracy.json` (full accuracy summaries with bootstrap interva
 
 from __future__ import annotations
 
-import time
+from dataclasses import fields
 from pathlib import Path
 
-import pandas as pd
-import torch
 import typer
 
-from pipeline.evaluate import eval_config, read_questions
 from pipeline.params import Params, ParamsOption
-from sae_unlearn.attacks import (
-    GCGConfig,
-    allowed_token_mask,
-    continuation_perplexities,
-    deterministic_subset,
-    draw_shots,
-    evaluate_shared,
-    fluency_summary,
-    gcg_prompts,
-    greedy_continuations,
-    maybe_steer,
-    prompt_texts,
-    run_gcg,
-)
-from sae_unlearn.evaluation import accuracy_summary
+from sae_unlearn.attacks import AttackConfig, GCGConfig, GibberishConfig, PhaseClock, run_attacks
+from sae_unlearn.data import DataError
+from sae_unlearn.evaluation import EvalConfig, load_clamp_hook, read_question_file
 from sae_unlearn.io import atomic_path, write_json
-from sae_unlearn.models import hidden_size, load_model
-from sae_unlearn.saes import check_sae_matches_model, load_sae_dir
-from sae_unlearn.steering import ClampHook, read_clamp_yaml
+from sae_unlearn.models import load_model
 
-MODELS = ("baseline", "steered")
-GCG_KEYS = set(GCGConfig.__dataclass_fields__) | {"n_questions"}
+GCG_KEYS = {f.name for f in fields(GCGConfig)} | {"n_questions"}
 
 
 def gcg_config(p: Params, num_steps: int | None, search_width: int | None) -> GCGConfig:
@@ -58,18 +40,36 @@ def gcg_config(p: Params, num_steps: int | None, search_width: int | None) -> GC
         raise typer.BadParameter(str(exc)) from exc
 
 
-class _Clock:
-    """Wall and process CPU seconds per phase (CPU time shows the work when the machine
-    is shared)."""
-
-    def __init__(self) -> None:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-
-    def lap(self) -> dict[str, float]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        out = {"wall_s": round(wall - self.wall, 1), "cpu_s": round(cpu - self.cpu, 1)}
-        self.wall, self.cpu = wall, cpu
-        return out
+def attack_config(
+    p: Params,
+    fmt: str | None,
+    batch_size: int | None,
+    fewshot: list[int] | None,
+    n_questions: int | None,
+    n_eval: int | None,
+    gcg: GCGConfig,
+) -> AttackConfig:
+    gib = dict(p.get("attack.gibberish", {}) or {})
+    n_eval_q = p.pick(n_eval, "attack.n_eval", None)
+    return AttackConfig(
+        evaluation=EvalConfig(
+            format=p.pick(fmt, "evaluate.format"),
+            batch_size=int(p.pick(batch_size, "evaluate.batch_size")),
+            bootstrap=int(p.get("evaluate.bootstrap", 1000)),
+            seed=int(p.get("seed", 0)),
+        ),
+        seed=int(p.get("attack.seed", p.get("seed", 0))),
+        fewshot=tuple(int(k) for k in (fewshot or p.get("attack.fewshot", [0, 1, 4, 16]))),
+        n_eval=None if n_eval_q is None else int(n_eval_q),
+        n_questions=int(p.pick(n_questions, "attack.gcg.n_questions", 4)),
+        gcg=gcg,
+        gibberish=GibberishConfig(
+            n_prompts=int(gib.get("n_prompts", 16)),
+            max_new_tokens=int(gib.get("max_new_tokens", 20)),
+            fluent_ppl=float(gib.get("fluent_ppl", 50.0)),
+            n_samples=int(gib.get("n_samples", 5)),
+        ),
+    )
 
 
 def command(
@@ -91,8 +91,8 @@ def command(
 ) -> None:
     """Attack the steered model and the baseline: few-shot examples and a GCG suffix."""
     p = Params.load(params)
-    cfg = eval_config(p, format, batch_size)
-    gcg_cfg = gcg_config(p, num_steps, search_width)
+    gcg = gcg_config(p, num_steps, search_width)
+    cfg = attack_config(p, format, batch_size, fewshot, n_questions, n_eval, gcg)
     data_dir = Path(p.get("data.dir", "data/prepared"))
     clamp_path = Path(
         p.pick(clamp, "attack.clamp", None) or Path(p.get("clamp.dir", "data/clamp")) / "clamp.yaml"
@@ -100,176 +100,27 @@ def command(
     if not clamp_path.exists():
         raise typer.BadParameter(f"{clamp_path} does not exist; run `sae-unlearn clamp-config`")
     out_dir = Path(p.pick(out, "attack.dir", "data/results/attack"))
-    metrics_path = Path(p.pick(metrics, "attack.metrics", "metrics/attack.json"))
-    seed = int(p.get("attack.seed", p.get("seed", 0)))
-    shots_k = [int(k) for k in (fewshot or p.get("attack.fewshot", [0, 1, 4, 16]))]
-    n_opt = int(p.pick(n_questions, "attack.gcg.n_questions", 4))
-    n_eval_q = p.pick(n_eval, "attack.n_eval", None)
-    max_tokens = gcg_cfg.max_tokens
-    gib = dict(p.get("attack.gibberish", {}) or {})
-    n_prompts = int(gib.get("n_prompts", 16))
-    max_new = int(gib.get("max_new_tokens", 20))
-    fluent_ppl = float(gib.get("fluent_ppl", 50.0))
-    n_samples = int(gib.get("n_samples", 5))
 
-    timings: dict[str, dict[str, float]] = {}
-    clock = _Clock()
-    forget = read_questions(Path(forget_questions or data_dir / "forget_questions.parquet"))
-    retain = read_questions(Path(retain_questions or data_dir / "retain_questions.parquet"))
+    clock = PhaseClock()
+    try:
+        forget = read_question_file(forget_questions or data_dir / "forget_questions.parquet")
+        retain = read_question_file(retain_questions or data_dir / "retain_questions.parquet")
+    except DataError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     model, tokenizer = load_model(str(p.pick(model_dir, "model.dir")), p.get("model.dtype"))
-    sae_path = Path(p.pick(sae_dir, "sae.dir"))
-    sae = load_sae_dir(sae_path)
-    check_sae_matches_model(sae, hidden_size(model), sae_path)
-    hooks = {"baseline": None, "steered": ClampHook(sae, read_clamp_yaml(clamp_path))}
-    eval_set = deterministic_subset(forget, None if n_eval_q is None else int(n_eval_q), seed)
-    summaries: dict = {"fewshot": {}, "gcg": {}}
-    metrics_out: dict = {
-        "format": cfg.format,
-        "fewshot": {m: {} for m in MODELS},
-        "gcg": {},
-        "gibberish": {},
-    }
-    timings["load"] = clock.lap()
+    hook = load_clamp_hook(model, Path(p.pick(sae_dir, "sae.dir")), clamp_path)
+    hooks = {"baseline": None, "steered": hook}
+    result = run_attacks(model, tokenizer, forget, retain, hooks, cfg, clock, log=typer.echo)
 
-    # Few-shot: the same k retain shots in front of every forget question.
-    zero_shot: dict[str, pd.DataFrame] = {}
-    for k in shots_k:
-        shots = draw_shots(retain, k, seed)
-        for name in MODELS:
-            with maybe_steer(model, hooks[name]):
-                frame = evaluate_shared(
-                    model, tokenizer, eval_set, cfg, fewshot=shots, max_tokens=max_tokens
-                )
-            if k == 0:
-                zero_shot[name] = frame
-            summary = accuracy_summary(frame, cfg.bootstrap, cfg.seed)
-            summaries["fewshot"].setdefault(name, {})[str(k)] = summary
-            metrics_out["fewshot"][name][str(k)] = summary["acc"]
-            typer.echo(f"few-shot k={k} {name}: acc {summary['acc']:.3f}")
-    metrics_out["fewshot"]["n"] = len(eval_set)
-    timings["fewshot"] = clock.lap()
-
-    # GCG: one suffix per model, optimised over n_opt forget questions.
-    targets = deterministic_subset(forget, n_opt, seed + 1)
-    prompts = gcg_prompts(tokenizer, targets, cfg.format)
-    allowed = allowed_token_mask(
-        tokenizer, model.get_input_embeddings().num_embeddings, gcg_cfg.allow_non_ascii
-    )
-    target_keys = set(zip(targets["question"], targets["subject"], strict=True))
-    in_targets = [
-        (q, s) in target_keys
-        for q, s in zip(eval_set["question"], eval_set["subject"], strict=True)
-    ]
-    gcg_results, per_step = {}, {}
-    curves = []
-    for name in MODELS:
-        with maybe_steer(model, hooks[name]):
-            t0 = time.perf_counter()
-            result = run_gcg(model, tokenizer, prompts, gcg_cfg, allowed=allowed, progress=True)
-            # Wall time, kept out of the metrics so they stay reproducible.
-            per_step[name] = round((time.perf_counter() - t0) / max(1, len(result.losses)), 2)
-            frame = evaluate_shared(
-                model, tokenizer, eval_set, cfg, suffix=result.best_string, max_tokens=max_tokens
-            )
-            if name not in zero_shot:
-                zero_shot[name] = evaluate_shared(
-                    model, tokenizer, eval_set, cfg, max_tokens=max_tokens
-                )
-        gcg_results[name] = result
-        summary = accuracy_summary(frame, cfg.bootstrap, cfg.seed)
-        summaries["gcg"][name] = summary
-        held_out = frame[[not t for t in in_targets]]
-        steps = len(result.losses)
-        metrics_out["gcg"][name] = {
-            "acc": summary["acc"],
-            "acc_norm": summary["acc_norm"],
-            "acc_no_suffix": float(zero_shot[name]["correct"].mean()),
-            "acc_held_out": float(held_out["correct"].mean()) if len(held_out) else float("nan"),
-            "final_loss": result.best_loss,
-            "init_loss": result.init_loss,
-            "steps": steps,
-        }
-        curves.append(pd.DataFrame({"step": [0], "model": [name], "loss": [result.init_loss]}))
-        curves.append(
-            pd.DataFrame({"step": range(1, steps + 1), "model": name, "loss": result.losses})
-        )
-        typer.echo(
-            f"GCG {name}: loss {result.init_loss:.3f} -> {result.best_loss:.3f}, "
-            f"acc {metrics_out['gcg'][name]['acc_no_suffix']:.3f} -> {summary['acc']:.3f} "
-            f"with suffix {result.best_string!r}"
-        )
-    metrics_out["gcg"]["n_questions"] = len(targets)
-    metrics_out["gcg"]["n_eval"] = len(eval_set)
-    timings["gcg"] = clock.lap()
-
-    # Gibberish: greedy continuations, scored by the unsteered model.
-    gib_set = eval_set.head(n_prompts)
-    settings = {
-        "baseline": ("baseline", ""),
-        "baseline_suffix": ("baseline", gcg_results["baseline"].best_string),
-        "steered": ("steered", ""),
-        "steered_suffix": ("steered", gcg_results["steered"].best_string),
-    }
-    samples = []
-    texts_by_setting = {}
-    for setting, (name, suffix) in settings.items():
-        texts = prompt_texts(gib_set, cfg.format, suffix)
-        with maybe_steer(model, hooks[name]):
-            conts = greedy_continuations(model, tokenizer, texts, max_new, cfg.batch_size)
-        ppl = continuation_perplexities(model, tokenizer, texts, conts, cfg.batch_size)
-        metrics_out["gibberish"][setting] = fluency_summary(ppl, fluent_ppl)
-        texts_by_setting[setting] = (texts, conts, ppl)
-    for i in range(min(n_samples, len(gib_set))):
-        sample = {"question": gib_set.iloc[i]["question"]}
-        for setting, (texts, conts, ppl) in texts_by_setting.items():
-            sample[setting] = {
-                "prompt": texts[i],
-                "continuation": tokenizer.decode(conts[i], skip_special_tokens=True),
-                "perplexity": ppl[i],
-            }
-        samples.append(sample)
-    metrics_out["gibberish"].update(
-        {"fluent_ppl": fluent_ppl, "max_new_tokens": max_new, "n_prompts": len(gib_set)}
-    )
-    timings["gibberish"] = clock.lap()
-
-    write_json(
-        out_dir / "suffixes.json",
-        {
-            "gcg_config": {k: getattr(gcg_cfg, k) for k in GCGConfig.__dataclass_fields__},
-            "target_questions": targets["question"].tolist(),
-            "suffixes": {
-                name: {
-                    "suffix": r.best_string,
-                    "token_ids": r.best_ids,
-                    "loss": r.best_loss,
-                    "init_loss": r.init_loss,
-                    "candidates_per_step": r.n_candidates,
-                }
-                for name, r in gcg_results.items()
-            },
-            "samples": samples,
-        },
-    )
+    write_json(out_dir / "suffixes.json", result.suffixes)
     with atomic_path(out_dir / "gcg_loss.csv") as tmp:
-        pd.concat(curves, ignore_index=True).to_csv(tmp, index=False)
-    write_json(out_dir / "accuracy.json", summaries)
-    timings["total"] = {
-        key: round(sum(t[key] for t in timings.values()), 1) for key in ("wall_s", "cpu_s")
-    }
-    write_json(
-        out_dir / "run.json",
-        {
-            "total_seconds": timings["total"]["wall_s"],
-            "stage_times": timings,
-            "gcg_seconds_per_step": per_step,
-            "threads": torch.get_num_threads(),
-            "n_eval": len(eval_set),
-        },
-    )
-    write_json(metrics_path, metrics_out)
-    g = metrics_out["gibberish"]
+        result.loss_curves.to_csv(tmp, index=False)
+    write_json(out_dir / "accuracy.json", result.accuracy)
+    write_json(out_dir / "run.json", result.run_info)
+    write_json(Path(p.pick(metrics, "attack.metrics", "metrics/attack.json")), result.metrics)
+    g = result.metrics["gibberish"]
     typer.echo(
         f"gibberish: fluent share steered {g['steered']['fluent_share']:.2f}, with suffix "
-        f"{g['steered_suffix']['fluent_share']:.2f}; total {timings['total']['wall_s']:.0f}s"
+        f"{g['steered_suffix']['fluent_share']:.2f}; "
+        f"total {result.run_info['total_seconds']:.0f}s"
     )

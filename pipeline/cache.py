@@ -8,9 +8,10 @@ import pandas as pd
 import typer
 
 from pipeline.params import Params, ParamsOption
-from sae_unlearn.activations import CacheConfig, cache_corpus, summary_dict
+from sae_unlearn.activations.cache import CacheConfig, cache_corpus, summary_dict
 from sae_unlearn.io import write_json
-from sae_unlearn.models import check_layer, load_model
+from sae_unlearn.models.layers import check_layer
+from sae_unlearn.models.loading import load_model
 
 CORPORA = ("forget", "retain")
 
@@ -50,23 +51,16 @@ def command(
     model, tokenizer = load_model(str(model_path), p.get("model.dtype", "float32"))
     for layer in cfg.layers:
         check_layer(model, layer, what="cache.layers entry")
+    model_name = str(p.get("model.name", model_path))
     summaries = []
     for corpus in CORPORA:
         texts = read_corpus_texts(data_path / f"{corpus}_corpus.parquet")
+        out_file = out_path / f"{corpus}.parquet"
         summaries.append(
-            cache_corpus(
-                model,
-                tokenizer,
-                texts,
-                corpus,
-                cfg,
-                out_path / f"{corpus}.parquet",
-                model_name=str(p.get("model.name", model_path)),
-            )
+            cache_corpus(model, tokenizer, texts, corpus, cfg, out_file, model_name=model_name)
         )
-    summary = summary_dict(summaries)
-    summary["layers"] = list(cfg.layers)
-    summary["total_tokens"] = sum(s.n_tokens for s in summaries)
-    write_json(p.pick(metrics, "cache.metrics", "metrics/cache.json"), summary)
+    write_json(
+        p.pick(metrics, "cache.metrics", "metrics/cache.json"), summary_dict(summaries, cfg.layers)
+    )
     for s in summaries:
         typer.echo(f"cached {s.corpus}: {s.n_tokens} tokens at {s.tokens_per_second} tok/s")

@@ -19,7 +19,9 @@ import typer
 
 from pipeline.params import Params, ParamsOption
 from sae_unlearn.io import read_json
-from sae_unlearn.reporting import PAPER_MODEL, Experiment, flatten, write_comparison
+from sae_unlearn.reporting.compare import Experiment, write_comparison
+from sae_unlearn.reporting.constants import PAPER_MODEL
+from sae_unlearn.reporting.format import flatten
 
 
 def run_exp_show(all_commits: bool = False) -> list:

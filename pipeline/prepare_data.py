@@ -8,7 +8,8 @@ import typer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
-from sae_unlearn.data import DataConfig, DataError, prepare_data
+from sae_unlearn.data.prepare import DataConfig, prepare_data
+from sae_unlearn.data.schema import DataError
 
 
 def command(
@@ -23,7 +24,7 @@ def command(
     params: Path = ParamsOption,
 ) -> None:
     """Corpora and question sets (embedded, hub or local files) as validated parquet."""
-    with record_run_time() as run_time:
+    with record_run_time():
         p = Params.load(params)
         cfg = DataConfig(
             forget_corpus=str(p.pick(forget_corpus, "data.forget_corpus")),
@@ -43,4 +44,3 @@ def command(
         for line in summary.lines():
             typer.echo(line)
         typer.echo(f"prepared data written to {out_path}")
-        run_time["dir"] = out_path

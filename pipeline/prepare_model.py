@@ -8,7 +8,8 @@ import typer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
-from sae_unlearn.models import ModelConfig, load_model, num_layers, prepare_model
+from sae_unlearn.models.layers import num_layers
+from sae_unlearn.models.loading import ModelConfig, load_model, prepare_model
 
 
 def command(
@@ -18,7 +19,7 @@ def command(
     params: Path = ParamsOption,
 ) -> None:
     """Materialise the model (embedded GGUF, hub id or local dir) as a safetensors directory."""
-    with record_run_time() as run_time:
+    with record_run_time():
         p = Params.load(params)
         cfg = ModelConfig(name=p.pick(name, "model.name"), dtype=p.pick(dtype, "model.dtype"))
         out_dir = Path(p.pick(out, "model.dir"))
@@ -26,4 +27,3 @@ def command(
         model, _ = load_model(str(out_dir), cfg.dtype, device="cpu")
         n_layers = num_layers(model)
         typer.echo(f"model {cfg.name} ({n_layers} layers) saved to {out_dir}")
-        run_time["dir"] = out_dir

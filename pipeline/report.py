@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
 import typer
 import yaml
 
 from pipeline.params import Params, ParamsOption
-from sae_unlearn.io import read_json
-from sae_unlearn.reporting import ReportInputs, ReportOptions, find_seconds, write_report
+from sae_unlearn.reporting.inputs import (
+    ReportInputError,
+    ReportOptions,
+    load_inputs,
+    stage_timings,
+)
+from sae_unlearn.reporting.report import write_report
 
 DVC_YAML = Path("dvc.yaml")
 # Where each stage's JSON lives when there is no dvc.yaml to read it from (library use,
@@ -29,32 +31,6 @@ DEFAULT_STAGE_FILES = {
     "evaluate": ["metrics/steered.json"],
     "attack": ["metrics/attack.json", "data/results/attack"],
 }
-MAX_TIMING_JSON = 1 << 20  # larger JSON files are data, not run summaries
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return read_json(path)
-    except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f"{path} is not valid JSON ({exc}); rerun its stage") from exc
-
-
-def _optional_json(path: Path) -> Any:
-    return _read_json(path) if path.is_file() else None
-
-
-def _optional_parquet(path: Path) -> pd.DataFrame | None:
-    return pd.read_parquet(path) if path.is_file() else None
-
-
-def _optional_csv(path: Path) -> pd.DataFrame | None:
-    if not path.is_file():
-        return None
-    frame = pd.read_csv(path)
-    missing = {"step", "model", "loss"} - set(frame.columns)
-    if missing:
-        raise typer.BadParameter(f"{path} lacks columns {sorted(missing)}; rerun the attack stage")
-    return frame
 
 
 def stage_files(dvc_yaml: Path) -> dict[str, list[str]]:
@@ -74,29 +50,6 @@ def stage_files(dvc_yaml: Path) -> dict[str, list[str]]:
     return out
 
 
-def stage_timings(files: dict[str, list[str]]) -> dict[str, dict[str, float]]:
-    """Run times the stages recorded themselves (`seconds`, `*_seconds` keys) in the JSON
-    they write: a JSON out, or the JSON files directly inside an out directory."""
-    timings: dict[str, dict[str, float]] = {}
-    for stage, paths in files.items():
-        found: dict[str, float] = {}
-        for path in map(Path, paths):
-            candidates = sorted(path.glob("*.json")) if path.is_dir() else [path]
-            for candidate in candidates:
-                if candidate.suffix != ".json" or not candidate.is_file():
-                    continue
-                if candidate.stat().st_size > MAX_TIMING_JSON:
-                    continue
-                try:
-                    data = read_json(candidate)
-                except json.JSONDecodeError:
-                    continue
-                for key, seconds in find_seconds(data).items():
-                    found[f"{candidate.name}:{key}"] = seconds
-        timings[stage] = found
-    return timings
-
-
 def command(
     out_dir: Path | None = typer.Option(None, help="report directory (report.md/.html, plots/)"),
     cache_metrics: Path | None = typer.Option(None, help="cache summary JSON"),
@@ -111,50 +64,33 @@ def command(
     dvc_yaml: Path = typer.Option(DVC_YAML, help="dvc.yaml, for which stage wrote which file"),
     params: Path = ParamsOption,
 ) -> None:
-    """The run report: setup, SAE quality, selected latents, accuracy, attacks, run times."""
+    """The run report: results card, setup, SAE quality, latents, accuracy, attacks, run times."""
     p = Params.load(params)
+    attack_path = Path(p.pick(attack_dir, "attack.dir", "data/results/attack"))
+    scores_path = Path(p.pick(scores_dir, "score.dir", "data/scores"))
+    select_default = Path(p.get("select.dir", "data/selection")) / "selected.parquet"
     paths = {
         "cache": Path(p.pick(cache_metrics, "cache.metrics", "metrics/cache.json")),
         "sae": Path(p.pick(sae_metrics, "sae.metrics", "metrics/sae.json")),
         "baseline": Path(p.pick(baseline, "evaluate.baseline_metrics", "metrics/baseline.json")),
         "steered": Path(p.pick(steered, "evaluate.steered_metrics", "metrics/steered.json")),
         "attack": Path(p.pick(attack, "attack.metrics", "metrics/attack.json")),
+        "gcg_loss": attack_path / "gcg_loss.csv",
+        "suffixes": attack_path / "suffixes.json",
+        "latents": scores_path / "latents.parquet",
+        "contexts": scores_path / "contexts.parquet",
+        "selected": Path(selection or select_default),
+        "clamp": Path(p.pick(clamp_dir, "clamp.dir", "data/clamp")) / "summary.json",
     }
-    attack_path = Path(p.pick(attack_dir, "attack.dir", "data/results/attack"))
-    scores_path = Path(p.pick(scores_dir, "score.dir", "data/scores"))
-    select_default = Path(p.get("select.dir", "data/selection")) / "selected.parquet"
-    paths.update(
-        {
-            "gcg_loss": attack_path / "gcg_loss.csv",
-            "suffixes": attack_path / "suffixes.json",
-            "latents": scores_path / "latents.parquet",
-            "contexts": scores_path / "contexts.parquet",
-            "selected": Path(selection or select_default),
-            "clamp": Path(p.pick(clamp_dir, "clamp.dir", "data/clamp")) / "summary.json",
-        }
-    )
     if not paths["baseline"].is_file() and not paths["steered"].is_file():
         raise typer.BadParameter(
             f"neither {paths['baseline']} nor {paths['steered']} exists; run "
             "`sae-unlearn evaluate-baseline` and `sae-unlearn evaluate` first"
         )
-    files = stage_files(dvc_yaml)
-    inputs = ReportInputs(
-        params=p.data or None,
-        cache=_optional_json(paths["cache"]),
-        sae=_optional_json(paths["sae"]),
-        baseline=_optional_json(paths["baseline"]),
-        steered=_optional_json(paths["steered"]),
-        attack=_optional_json(paths["attack"]),
-        gcg_loss=_optional_csv(paths["gcg_loss"]),
-        suffixes=_optional_json(paths["suffixes"]),
-        latents=_optional_parquet(paths["latents"]),
-        contexts=_optional_parquet(paths["contexts"]),
-        selected=_optional_parquet(paths["selected"]),
-        clamp=_optional_json(paths["clamp"]),
-        timings=stage_timings(files),
-        sources={name: str(path) for name, path in paths.items()},
-    )
+    try:
+        inputs = load_inputs(paths, p.data_dict, stage_timings(stage_files(dvc_yaml)))
+    except ReportInputError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     opts = ReportOptions(
         title=str(p.get("report.title", "sae-unlearn report")),
         contexts_per_latent=int(p.get("report.contexts_per_latent", 3)),

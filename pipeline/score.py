@@ -5,7 +5,8 @@ activation on each corpus, special tokens excluded) and `{score.dir}/contexts.pa
 (the highest-activating token contexts of the best-ranked latents, the firing token
 in its own column) and `{score.dir}/windows.parquet` (each latent's nonzero maxima over
 windows of `score.window` tokens, per corpus, for select's threshold calibration).
-Contexts are decoded with the tokenizer saved in `model.dir`.
+Contexts are kept for the latents that select's rule (`select.*`) ranks first under each
+of `score.rankings`. Contexts are decoded with the tokenizer saved in `model.dir`.
 """
 
 from __future__ import annotations
@@ -18,18 +19,11 @@ from transformers import AutoTokenizer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
-from sae_unlearn.io import write_parquet
 from sae_unlearn.models import resolve_device
 from sae_unlearn.saes import load_sae_dir
-from sae_unlearn.selection import CORPORA, ScoreConfig, score_latents
-
-
-def _cache_paths(cache_dir: Path) -> dict[str, Path]:
-    paths = {corpus: cache_dir / f"{corpus}.parquet" for corpus in CORPORA}
-    for path in paths.values():
-        if not path.exists():
-            raise typer.BadParameter(f"{path} does not exist; run `sae-unlearn cache` first")
-    return paths
+from sae_unlearn.selection.config import RULE_FIELDS, ScoreConfig, SelectConfig
+from sae_unlearn.selection.files import cache_paths, write_scores
+from sae_unlearn.selection.scoring import score_latents
 
 
 def command(
@@ -50,8 +44,6 @@ def command(
     """Per-latent firing statistics on the forget and retain caches, and top contexts."""
     with record_run_time() as run_time:
         p = Params.load(params)
-        threshold = p.get("score.retain_threshold", 0.01)
-        rate = p.get("score.threshold_rate", None)
         cfg = ScoreConfig(
             layer=int(p.pick(layer, "sae.layer")),
             batch_size=int(p.pick(batch_size, "score.batch_size", 4096)),
@@ -62,12 +54,13 @@ def command(
             rankings=tuple(
                 p.pick(rankings or None, "score.rankings", ["forget_freq", "freq_ratio"])
             ),
-            retain_threshold=None if threshold is None else float(threshold),
-            min_forget_freq=float(p.get("score.min_forget_freq", 0.0)),
-            eps=float(p.get("score.eps", 1e-4)),
-            threshold_rate=None if rate is None else float(rate),
+            # select's rule itself, so the selected latents are among those with contexts
+            select=SelectConfig(**{name: p.get(f"select.{name}") for name in RULE_FIELDS}),
         )
-        paths = _cache_paths(Path(p.pick(cache_dir, "cache.dir")))
+        try:
+            paths = cache_paths(Path(p.pick(cache_dir, "cache.dir")))
+        except FileNotFoundError as exc:
+            raise typer.BadParameter(str(exc)) from exc
         sae_path = Path(p.pick(sae_dir, "sae.dir"))
         model_path = Path(p.pick(model_dir, "model.dir"))
         out_path = Path(p.pick(out_dir, "score.dir"))
@@ -80,15 +73,6 @@ def command(
         start = time.perf_counter()
         result = score_latents(sae, paths, tokenizer, cfg)
         seconds = time.perf_counter() - start
-        write_parquet(out_path / "latents.parquet", result.latents)
-        write_parquet(out_path / "contexts.parquet", result.contexts)
-        write_parquet(out_path / "windows.parquet", result.windows)
-        table = result.latents
-        dead = int(((table["forget_freq"] == 0) & (table["retain_freq"] == 0)).sum())
-        tokens = ", ".join(f"{c} {n}" for c, n in result.n_tokens.items())
-        typer.echo(
-            f"scored {len(table)} latents on {tokens} non-special tokens in {seconds:.1f}s "
-            f"({dead} never fire); contexts for {result.contexts['latent'].nunique()} latents "
-            f"-> {out_path}"
-        )
+        write_scores(out_path, result.latents, result.contexts, result.windows)
+        typer.echo(f"{result.summary(seconds)} -> {out_path}")
         run_time["dir"] = out_path

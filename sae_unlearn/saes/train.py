@@ -1,0 +1,143 @@
+"""Training an SAE with sae-lens' `SAETrainer` on in-memory cached activations."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from sae_lens import (
+    SAE,
+    JumpReLUTrainingSAE,
+    JumpReLUTrainingSAEConfig,
+    SAETrainer,
+    StandardTrainingSAE,
+    StandardTrainingSAEConfig,
+    TopKTrainingSAE,
+    TopKTrainingSAEConfig,
+    TrainingSAE,
+)
+from sae_lens.config import LoggingConfig, SAETrainerConfig
+
+from sae_unlearn.saes.config import SAETrainConfig
+
+
+def shuffled_batches(
+    activations: torch.Tensor, batch_size: int, seed: int
+) -> Iterator[torch.Tensor]:
+    """Endless seeded epochs of shuffled full batches: the sae-lens DataProvider."""
+    generator = torch.Generator().manual_seed(seed)
+    n = len(activations)
+    if batch_size > n:
+        raise ValueError(f"batch_size={batch_size} exceeds the {n} available tokens")
+    while True:
+        order = torch.randperm(n, generator=generator)
+        # The last partial batch of each epoch is dropped; the next epoch reshuffles,
+        # so no token is systematically left out.
+        for lo in range(0, n - batch_size + 1, batch_size):
+            yield activations[order[lo : lo + batch_size]]
+
+
+def _training_sae(cfg: SAETrainConfig, d_in: int) -> TrainingSAE:
+    common = {"d_in": d_in, "d_sae": cfg.d_sae, "normalize_activations": cfg.normalization}
+    if cfg.architecture == "topk":
+        return TopKTrainingSAE(
+            TopKTrainingSAEConfig(**common, k=cfg.k, aux_loss_coefficient=cfg.aux_coefficient)
+        )
+    if cfg.architecture == "jumprelu":
+        return JumpReLUTrainingSAE(
+            JumpReLUTrainingSAEConfig(**common, l0_coefficient=cfg.sparsity_coefficient)
+        )
+    return StandardTrainingSAE(
+        StandardTrainingSAEConfig(**common, l1_coefficient=cfg.sparsity_coefficient)
+    )
+
+
+@torch.no_grad()
+def _init_b_dec_to_mean(
+    trainer: SAETrainer, activations: torch.Tensor, cfg: SAETrainConfig, n_batches: int
+) -> None:
+    """Start the decoder bias at the data mean (in the scaled space the SAE trains in).
+
+    Residual streams sit far from the origin (at layer 9 of Gemma 3 270M one dimension
+    averages about 6,300 while tokens vary by about 1,500), and Adam moves b_dec by about
+    lr per step, so from zero it would take tens of thousands of steps to get there.
+    """
+    scale = 1.0
+    if cfg.normalization == "expected_average_only_in":
+        # Estimated here, by sae-lens, instead of inside fit(), which then reuses it.
+        trainer.activation_scaler.estimate_scaling_factor(
+            d_in=activations.shape[1],
+            data_provider=trainer.data_provider,
+            n_batches_for_norm_estimate=n_batches,
+        )
+        scale = trainer.activation_scaler.scaling_factor
+    mean = activations.double().mean(0) * scale
+    trainer.sae.b_dec.data.copy_(mean.to(trainer.sae.b_dec.dtype))
+
+
+def to_inference_sae(training_sae: TrainingSAE, device: str = "cpu") -> SAE:
+    """The inference SAE exactly as `SAE.load_from_disk` rebuilds it after saving.
+
+    Going through sae-lens' own save/load path (rather than copying tensors by hand)
+    applies its training-to-inference conversions, such as folding TopK decoder norms.
+    """
+    with tempfile.TemporaryDirectory(prefix="sae_unlearn_") as tmp:
+        training_sae.save_inference_model(tmp)
+        sae = SAE.load_from_disk(tmp, device=device)
+    sae.eval()
+    return sae
+
+
+def train_sae(
+    activations: torch.Tensor,
+    cfg: SAETrainConfig,
+    device: str = "cpu",
+    metadata: dict[str, Any] | None = None,
+) -> SAE:
+    """Train an SAE with sae-lens' `SAETrainer` on in-memory activations `[n, d_in]`.
+
+    Deterministic for a given seed (on one device): the seed fixes the weight init and
+    the batch order. Activations are rescaled to mean norm sqrt(d_in) during training
+    (residual norms here are in the thousands) and the scale is folded back into the
+    weights, so the returned SAE reads raw activations.
+    """
+    if activations.ndim != 2:
+        raise ValueError(
+            f"activations must be [n_tokens, d_in], got shape {tuple(activations.shape)}"
+        )
+    activations = activations.float().contiguous()
+    n, d_in = activations.shape
+    batch_size = min(cfg.batch_size, n)
+    steps = max(1, cfg.training_tokens // batch_size)
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=steps * batch_size,
+        train_batch_size_samples=batch_size,
+        lr=cfg.lr,
+        lr_end=cfg.lr,
+        lr_scheduler_name="constant",
+        lr_warm_up_steps=min(cfg.lr_warm_up_steps, steps // 2),
+        lr_decay_steps=int(steps * cfg.lr_decay_fraction),
+        device=device,
+        dead_feature_window=cfg.dead_steps,
+        feature_sampling_window=max(1, min(2000, steps)),
+        n_checkpoints=0,
+        checkpoint_path=None,
+        save_final_checkpoint=False,
+        logger=LoggingConfig(log_to_wandb=False),
+        # The norm estimate draws from the same provider; a few batches are plenty.
+        n_batches_for_norm_estimate=max(1, min(100, n // batch_size)),
+    )
+    # fork_rng keeps the caller's global RNG untouched while seeding the init.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        # Built on CPU so the init draws from the seeded CPU generator on any device.
+        training_sae = _training_sae(cfg, d_in)
+        for key, value in (metadata or {}).items():
+            training_sae.cfg.metadata[key] = value
+        provider = shuffled_batches(activations, batch_size, cfg.seed)
+        trainer = SAETrainer(cfg=trainer_cfg, sae=training_sae.to(device), data_provider=provider)
+        _init_b_dec_to_mean(trainer, activations, cfg, trainer_cfg.n_batches_for_norm_estimate)
+        trained = trainer.fit()
+    return to_inference_sae(trained, device=device)

@@ -1,0 +1,102 @@
+"""The selection rule (`SelectConfig`, the `select.*` params) and the scoring settings
+(`ScoreConfig`, the `score.*` params), with the names of the scores latents rank by."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+# forget_freq: Farrell et al. / SAEBench, after the retain-frequency filter.
+# freq_ratio:  forget_freq / (retain_freq + eps). forget_freq alone favours broad latents
+#              (e.g. "scientific prose") that sit just under the retain threshold and so
+#              fire on much retain text too; the ratio favours latents specific to the
+#              forget topic, eps keeps latents that never fire on retain comparable, and
+#              `min_forget_freq` stops it from preferring latents seen on a handful of
+#              forget tokens, which a clamp would barely ever trigger.
+# log_odds:    log-odds of firing on forget minus on retain, both frequencies smoothed by
+#              eps. Ranks like freq_ratio for rare latents but does not let a latent that
+#              fires on nearly every forget token saturate, and penalises both rare-on-forget
+#              and common-on-retain symmetrically.
+# forget_window_freq: fraction of forget windows where the latent exceeds its calibrated
+#              threshold (0 without calibration): how much forget text it would flag.
+SCORES = ("forget_freq", "freq_ratio", "log_odds", "forget_window_freq")
+# The SelectConfig fields that make the rule whatever the score and k: what score shares.
+RULE_FIELDS = ("retain_threshold", "min_forget_freq", "eps", "threshold_rate")
+
+
+def check_score_name(name: str, what: str) -> None:
+    """Fail when `name` is not one of SCORES; `what` names the setting in the message."""
+    if name not in SCORES:
+        raise ValueError(f"{what}={name!r} is not a known score; use one of {list(SCORES)}")
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """The selection rule (the `select.*` params)."""
+
+    top_k: int = 10
+    score: str = "forget_freq"
+    retain_threshold: float | None = 0.01  # null: no retain filter
+    min_forget_freq: float = 0.0
+    eps: float = 1e-4  # smoothing of freq_ratio and log_odds, in frequency units
+    # Calibrate per-latent thresholds on the retain windows: each selected latent's
+    # threshold is the activation its window maximum exceeds on at most this fraction of
+    # retain windows. null: thresholds 0 (fire whenever active, the paper's condition).
+    threshold_rate: float | None = None
+
+    @property
+    def needs_windows(self) -> bool:
+        return self.threshold_rate is not None or self.score == "forget_window_freq"
+
+    def __post_init__(self) -> None:
+        check_score_name(self.score, "select.score")
+        if self.threshold_rate is not None and not 0.0 <= self.threshold_rate < 1.0:
+            raise ValueError(
+                f"select.threshold_rate={self.threshold_rate} must be in [0, 1) or null"
+            )
+        if self.top_k < 1:
+            raise ValueError(f"select.top_k={self.top_k} must be at least 1")
+        if self.retain_threshold is not None and not 0.0 <= self.retain_threshold <= 1.0:
+            raise ValueError(
+                f"select.retain_threshold={self.retain_threshold} must be in [0, 1] or null"
+            )
+        if not 0.0 <= self.min_forget_freq <= 1.0:
+            raise ValueError(f"select.min_forget_freq={self.min_forget_freq} must be in [0, 1]")
+        if not self.eps > 0:
+            raise ValueError(f"select.eps={self.eps} must be positive")
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """How latents are scored and which contexts are kept (the `score.*` params).
+
+    Contexts are kept for the `context_latents` latents that `select`'s rule would pick
+    under each score in `rankings`; taking the rule (filters, eps, threshold rate) from
+    `select` itself keeps the selected latents among those with contexts.
+    """
+
+    layer: int
+    batch_size: int = 4096  # tokens per SAE encode
+    top_contexts: int = 10  # N highest activations kept per latent and corpus
+    context_latents: int = 50  # latents per ranking whose contexts are written
+    context_window: int = 12  # tokens either side of the firing token
+    window: int = 32  # tokens per window of the window maxima (about a question)
+    rankings: tuple[str, ...] = ("forget_freq", "freq_ratio")
+    # Only its filters, eps and threshold rate matter here: each ranking sets score and top_k.
+    select: SelectConfig = field(default_factory=SelectConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"score.batch_size={self.batch_size} must be at least 1")
+        if self.window < 1:
+            raise ValueError(f"score.window={self.window} must be at least 1")
+        if self.top_contexts < 0 or self.context_latents < 0 or self.context_window < 0:
+            raise ValueError(
+                "score.top_contexts, score.context_latents and score.context_window "
+                "must not be negative"
+            )
+        for name in self.rankings:
+            check_score_name(name, "score.rankings entry")
+
+    def ranking_config(self, score: str) -> SelectConfig:
+        """`select`'s rule ranking by `score`, deep enough for `context_latents` latents."""
+        return replace(self.select, top_k=max(1, self.context_latents), score=score)

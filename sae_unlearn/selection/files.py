@@ -1,0 +1,53 @@
+"""Where score and select find their inputs and put their outputs, by file name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from sae_unlearn.io import write_parquet
+from sae_unlearn.selection.stats import CORPORA
+
+LATENTS_FILE = "latents.parquet"  # STAT_COLUMNS
+CONTEXTS_FILE = "contexts.parquet"  # CONTEXT_COLUMNS
+WINDOWS_FILE = "windows.parquet"  # WINDOW_COLUMNS, beside the latents
+SELECTED_FILE = "selected.parquet"
+
+
+def cache_paths(cache_dir: str | Path) -> dict[str, Path]:
+    """The activation cache of each corpus in `cache_dir`, which must all exist."""
+    paths = {corpus: Path(cache_dir) / f"{corpus}.parquet" for corpus in CORPORA}
+    for path in paths.values():
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist; run `sae-unlearn cache` first")
+    return paths
+
+
+def write_scores(
+    out_dir: str | Path, latents: pd.DataFrame, contexts: pd.DataFrame, windows: pd.DataFrame
+) -> None:
+    """The score stage's three tables (a ScoreResult's), each written atomically."""
+    out_dir = Path(out_dir)
+    write_parquet(out_dir / LATENTS_FILE, latents)
+    write_parquet(out_dir / CONTEXTS_FILE, contexts)
+    write_parquet(out_dir / WINDOWS_FILE, windows)
+
+
+def read_scores(
+    stats_path: str | Path, with_windows: bool
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The latent statistics at `stats_path` and, when wanted, the window maxima beside them."""
+    stats_path = Path(stats_path)
+    if not stats_path.exists():
+        raise FileNotFoundError(f"{stats_path} does not exist; run `sae-unlearn score` first")
+    windows = None
+    if with_windows:
+        windows_path = stats_path.parent / WINDOWS_FILE
+        if not windows_path.exists():
+            raise FileNotFoundError(
+                f"{windows_path} does not exist; select.threshold_rate and the "
+                "forget_window_freq score need it: rerun `sae-unlearn score`"
+            )
+        windows = pd.read_parquet(windows_path)
+    return pd.read_parquet(stats_path), windows

@@ -1,0 +1,66 @@
+import json
+import math
+
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from sae_unlearn.steering import clamp_prime, write_clamp_yaml
+from tests.evaluation.helpers import questions, tiny_sae
+
+
+def test_attack_stage(tmp_path, tiny_model_dir):
+    sae_dir = tmp_path / "sae"
+    tiny_sae().save_model(sae_dir)
+    write_clamp_yaml(clamp_prime(1, list(range(0, 64, 2)), -20.0), tmp_path / "clamp.yaml")
+    data = tmp_path / "prepared"
+    data.mkdir()
+    questions(6).to_parquet(data / "forget_questions.parquet")
+    questions(6, "geography", offset=2).to_parquet(data / "retain_questions.parquet")
+    params = {
+        "seed": 0,
+        "model": {"dir": str(tiny_model_dir), "dtype": "float32"},
+        "data": {"dir": str(data)},
+        "sae": {"dir": str(sae_dir)},
+        "clamp": {"dir": str(tmp_path)},
+        "evaluate": {"format": "cloze", "batch_size": 8, "bootstrap": 50},
+        "attack": {
+            "seed": 0,
+            "n_eval": 5,
+            "fewshot": [0, 2],
+            "dir": str(tmp_path / "results"),
+            "metrics": str(tmp_path / "attack.json"),
+            "gcg": {
+                "n_questions": 2,
+                "num_steps": 2,
+                "search_width": 8,
+                "topk": 8,
+                "seed": 42,
+                "optim_str_init": "x x x",
+            },
+            "gibberish": {"n_prompts": 3, "max_new_tokens": 4, "fluent_ppl": 1e6, "n_samples": 2},
+        },
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = CliRunner().invoke(app, ["attack", "--params", str(tmp_path / "params.yaml")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "attack.json").read_text())
+    for name in ("baseline", "steered"):
+        for k in ("0", "2"):
+            assert 0.0 <= metrics["fewshot"][name][k] <= 1.0
+        for key in ("acc", "final_loss", "init_loss", "acc_no_suffix"):
+            assert math.isfinite(metrics["gcg"][name][key])
+        assert metrics["gcg"][name]["final_loss"] <= metrics["gcg"][name]["init_loss"]
+    for setting in ("baseline", "steered", "steered_suffix"):
+        assert math.isfinite(metrics["gibberish"][setting]["ppl_median"])
+        assert metrics["gibberish"][setting]["fluent_share"] == 1.0  # threshold 1e6
+    assert metrics["fewshot"]["n"] == 5 and metrics["gcg"]["n_questions"] == 2
+    curve = pd.read_csv(tmp_path / "results" / "gcg_loss.csv")
+    assert list(curve.columns) == ["step", "model", "loss"]
+    assert sorted(curve["model"].unique()) == ["baseline", "steered"]
+    assert len(curve) == 2 * 3  # the initial loss and 2 steps per model
+    found = json.loads((tmp_path / "results" / "suffixes.json").read_text())
+    assert set(found["suffixes"]) == {"baseline", "steered"}
+    assert len(found["samples"]) == 2
+    assert "continuation" in found["samples"][0]["steered_suffix"]

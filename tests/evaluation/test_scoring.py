@@ -1,0 +1,89 @@
+import math
+
+import torch
+
+from sae_unlearn.attacks.fewshot import draw_shots
+from sae_unlearn.evaluation.requests import build_requests, encode_requests
+from sae_unlearn.evaluation.run import maybe_steer
+from sae_unlearn.evaluation.scoring import (
+    Targets,
+    continuation_logprobs,
+    score_sequences,
+    sequence_logprobs,
+)
+from sae_unlearn.models import load_model
+from tests.evaluation.helpers import questions, reference_loglik
+
+
+def test_sequence_logprobs_by_hand():
+    logits = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, math.log(5.0)]])
+    targets = Targets(tokens=[0, 3, 0], owners=[0, 1, 2])
+    sums, greedy = sequence_logprobs(logits, targets, 3, where=torch.tensor([0, 1, 1]))
+    expected = [1 - math.log(math.e + 3), math.log(5 / 8), math.log(1 / 8)]
+    torch.testing.assert_close(sums, torch.tensor(expected))
+    assert greedy.tolist() == [True, True, False]
+    # One row per target by default; a sequence's tokens add up.
+    two = Targets(tokens=[0, 3], owners=[0, 0])
+    sums, greedy = sequence_logprobs(logits, two, 1)
+    torch.testing.assert_close(sums, torch.tensor([expected[0] + expected[1]]))
+    assert greedy.tolist() == [True]
+
+
+def test_targets_point_at_the_token_before_each_continuation_token():
+    targets = Targets()
+    targets.add(0, n_context=3, continuation=[7, 8], row=2)
+    targets.add(1, n_context=2, continuation=[9], nodes=[10, 11, 12])
+    assert targets.rows == [2, 2, 0]
+    assert targets.cols == [2, 3, 11]
+    assert targets.tokens == [7, 8, 9] and targets.owners == [0, 0, 1]
+
+
+def test_dense_and_packed_match_a_plain_forward(tiny_model):
+    model, tokenizer = tiny_model
+    requests = build_requests(questions(3), "cloze", fewshot=questions(2, "geography", 4))
+    pairs = encode_requests(tokenizer, requests)
+    ref = [
+        reference_loglik(model, tokenizer, r.context, c) for r in requests for c in r.continuations
+    ]
+    dense = continuation_logprobs(model, pairs, tokenizer.pad_token_id, batch_size=5)
+    for max_tokens in (8, 4096):
+        packed = score_sequences(model, pairs, max_tokens=max_tokens)
+        torch.testing.assert_close(
+            torch.tensor([s for s, _ in packed]), torch.tensor(ref), atol=1e-4, rtol=0
+        )
+        assert [g for _, g in packed] == [g for _, g in dense]
+    torch.testing.assert_close(
+        torch.tensor([s for s, _ in dense]), torch.tensor(ref), atol=1e-4, rtol=0
+    )
+
+
+def test_packed_scoring_under_a_gate_that_opens_in_some_branches(tiny_model, gated_hook):
+    model, tokenizer = tiny_model
+    requests = build_requests(questions(5), "cloze")
+    seqs = encode_requests(tokenizer, requests)
+    with maybe_steer(model, gated_hook), torch.no_grad():
+        opened = []
+        for ctx, cont in seqs:
+            model(input_ids=torch.tensor([ctx + cont]))
+            opened.append(bool(gated_hook.last_open[0]))
+        ref = continuation_logprobs(model, seqs, tokenizer.pad_token_id)
+        got = score_sequences(model, seqs, max_tokens=4096)  # all in one packed row
+    # Some sequences open the gate and others do not: a gate leaking along the packed
+    # row, instead of following each token's ancestors, would steer the others too.
+    assert 0 < sum(opened) < len(seqs)
+    torch.testing.assert_close(
+        torch.tensor([s for s, _ in got]), torch.tensor([s for s, _ in ref]), atol=1e-4, rtol=0
+    )
+
+
+def test_shared_scoring_small_rows_and_gemma2(tiny_gemma2_dir):
+    model, tokenizer = load_model(str(tiny_gemma2_dir), device="cpu")
+    requests = build_requests(questions(4), "cloze", fewshot=draw_shots(questions(3), 2, 0))
+    seqs = encode_requests(tokenizer, requests)
+    ref = continuation_logprobs(model, seqs, tokenizer.pad_token_id)
+    for max_tokens in (8, 4096):  # one sequence per row, and everything in one row
+        got = score_sequences(model, seqs, max_tokens=max_tokens)
+        assert [g for _, g in got] == [g for _, g in ref]
+        torch.testing.assert_close(
+            torch.tensor([s for s, _ in got]), torch.tensor([s for s, _ in ref]), atol=1e-4, rtol=0
+        )

@@ -1,0 +1,60 @@
+"""The attacks section's data: few-shot frame, GCG loss, other metrics, suffixes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from sae_unlearn.reporting.inputs import ReportInputs, ReportOptions
+from sae_unlearn.reporting.sections.attacks import (
+    attacks_section,
+    fewshot_frame,
+    gcg_wide,
+    text_leaves,
+)
+
+
+def test_fewshot_frame_reads_numbers_and_acc_mappings():
+    attack = {"fewshot": {"steered": {"4": {"acc": 0.5}, "0": 0.25, "1": "n/a"}, "n": 3}}
+    frame = fewshot_frame(attack)
+    assert frame["k"].tolist() == [0, 1, 4]
+    assert frame["steered"].tolist()[::2] == [0.25, 0.5] and pd.isna(frame["steered"][1])
+    assert "baseline" not in frame
+
+
+def test_gcg_wide_averages_per_step_and_orders_models():
+    loss = pd.DataFrame(
+        {
+            "step": [0, 0, 0, 1, 1],
+            "model": ["steered", "steered", "baseline", "steered", "other"],
+            "loss": [4.0, 2.0, 1.0, 1.5, 9.0],
+        }
+    )
+    wide = gcg_wide(loss)
+    assert list(wide.columns) == ["step", "baseline", "steered", "other"]
+    assert wide["steered"].tolist() == [3.0, 1.5]
+
+
+def test_text_leaves_index_lists():
+    data = {"a": ["x", {"b": "y"}], "c": 3, "d": "z"}
+    assert text_leaves(data) == [("a[0]", "x"), ("a[1].b", "y"), ("d", "z")]
+    assert text_leaves("only") == [("value", "only")]
+
+
+def test_attacks_section_drops_timings_and_truncates_long_text(tmp_path: Path):
+    attack = {"gibberish": {"steered": {"ppl": 12.5, "seconds": 3.0}}, "run_seconds": 2.0}
+    inputs = ReportInputs(attack=attack, suffixes={"s": "x" * 12})
+    section, data = attacks_section(inputs, ReportOptions(max_text=10), tmp_path, "plots")
+    titles = [p.title for p in section.parts]
+    assert titles == [
+        "Few-shot",
+        "GCG suffix",
+        "Gibberish",
+        "Found suffixes and sample continuations",
+    ]
+    assert section.parts[2].table.rows == [["steered.ppl", "12.5000"]]
+    assert section.parts[3].table.rows == [["s", [("code", "x" * 10 + " …")]]]
+    assert data == {}
+    missing, _ = attacks_section(ReportInputs(), ReportOptions(), tmp_path, "plots")
+    assert missing.parts == [] and missing.notes[0][1] == ("", "attack")

@@ -1,0 +1,405 @@
+"""Comparison of experiments: Pareto front, the table, and the `compare` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline import compare
+from sae_unlearn.reporting.compare import (
+    Experiment,
+    comparison_markdown,
+    comparison_table,
+    pareto_front,
+)
+from tests.reporting.helpers import evaluation_metrics, md_tables, run, write_json
+
+# `dvc exp show --json` of DVC 3.67.1, recorded in a throwaway repo (steered metrics trimmed,
+# deps/outs/meta dropped): HEAD "master" (clamp -300, top_k 5), experiments weak (-100),
+# strong (-500), top10 (top_k 10), broken (a failed run: DVC still lists stale metrics),
+# queued (not run yet: no metrics), and the workspace holding top10's results.
+EXP_SHOW = """\
+[
+ {
+  "rev": "workspace",
+  "name": null,
+  "data": {
+   "rev": "workspace",
+   "timestamp": null,
+   "params": {
+    "params.yaml": {
+     "data": {
+      "model": {"name": "google/gemma-2-2b"},
+      "clamp": {"mode": "clamp_prime", "value": -300.0},
+      "select": {"top_k": 10}
+     }
+    }
+   },
+   "metrics": {
+    "metrics/steered.json": {
+     "data": {
+      "format": "letter",
+      "forget": {"acc": 0.4, "n": 100},
+      "retain": {"acc": 0.52, "n": 80},
+      "alignment": 0.4616,
+      "primary_metric": "acc",
+      "retain_kept_99": false
+     }
+    }
+   }
+  },
+  "error": null,
+  "experiments": null
+ },
+ {
+  "rev": "17f79497449f770476653f8c2926c91bf251dae3",
+  "name": "master",
+  "data": {
+   "rev": "17f79497449f770476653f8c2926c91bf251dae3",
+   "timestamp": "2026-11-25T18:32:52",
+   "params": {
+    "params.yaml": {
+     "data": {
+      "model": {"name": "google/gemma-2-2b"},
+      "clamp": {"mode": "clamp_prime", "value": -300.0},
+      "select": {"top_k": 5}
+     }
+    }
+   },
+   "metrics": {
+    "metrics/steered.json": {
+     "data": {
+      "format": "letter",
+      "forget": {"acc": 0.3, "n": 100},
+      "retain": {"acc": 0.55, "n": 80},
+      "alignment": 0.7886,
+      "primary_metric": "acc",
+      "retain_kept_99": false
+     }
+    }
+   }
+  },
+  "error": null,
+  "experiments": [
+   {
+    "revs": [
+     {
+      "rev": "6c9c0179fcefd32302645a1669da2e8904b9c45e",
+      "name": "top10",
+      "data": {
+       "rev": "6c9c0179fcefd32302645a1669da2e8904b9c45e",
+       "timestamp": "2026-11-25T18:33:06",
+       "params": {
+        "params.yaml": {
+         "data": {
+          "model": {"name": "google/gemma-2-2b"},
+          "clamp": {"mode": "clamp_prime", "value": -300.0},
+          "select": {"top_k": 10}
+         }
+        }
+       },
+       "metrics": {
+        "metrics/steered.json": {
+         "data": {
+          "format": "letter",
+          "forget": {"acc": 0.4, "n": 100},
+          "retain": {"acc": 0.52, "n": 80},
+          "alignment": 0.4616,
+          "primary_metric": "acc",
+          "retain_kept_99": false
+         }
+        }
+       }
+      },
+      "error": null,
+      "experiments": null
+     }
+    ],
+    "executor": null,
+    "name": "top10"
+   },
+   {
+    "revs": [
+     {
+      "rev": "d373f4392f8898a10c2a42ebc0f4d9ecc9075d63",
+      "name": "strong",
+      "data": {
+       "rev": "d373f4392f8898a10c2a42ebc0f4d9ecc9075d63",
+       "timestamp": "2026-11-25T18:32:57",
+       "params": {
+        "params.yaml": {
+         "data": {
+          "model": {"name": "google/gemma-2-2b"},
+          "clamp": {"mode": "clamp_prime", "value": -500},
+          "select": {"top_k": 5}
+         }
+        }
+       },
+       "metrics": {
+        "metrics/steered.json": {
+         "data": {
+          "format": "letter",
+          "forget": {"acc": 0.28, "n": 100},
+          "retain": {"acc": 0.5, "n": 80},
+          "alignment": 0.7031,
+          "primary_metric": "acc",
+          "retain_kept_99": false
+         }
+        }
+       }
+      },
+      "error": null,
+      "experiments": null
+     }
+    ],
+    "executor": null,
+    "name": "strong"
+   },
+   {
+    "revs": [
+     {
+      "rev": "c95645916f83ae0d2e1751ee9ea015be86583950",
+      "name": "weak",
+      "data": {
+       "rev": "c95645916f83ae0d2e1751ee9ea015be86583950",
+       "timestamp": "2026-11-25T18:32:54",
+       "params": {
+        "params.yaml": {
+         "data": {
+          "model": {"name": "google/gemma-2-2b"},
+          "clamp": {"mode": "clamp_prime", "value": -100},
+          "select": {"top_k": 5}
+         }
+        }
+       },
+       "metrics": {
+        "metrics/steered.json": {
+         "data": {
+          "format": "letter",
+          "forget": {"acc": 0.45, "n": 100},
+          "retain": {"acc": 0.57, "n": 80},
+          "alignment": 0.4,
+          "primary_metric": "acc",
+          "retain_kept_99": true
+         }
+        }
+       }
+      },
+      "error": null,
+      "experiments": null
+     }
+    ],
+    "executor": null,
+    "name": "weak"
+   },
+   {
+    "revs": [
+     {
+      "rev": "ae2c0295b5847a454622a9caedfd82a69bb9fb1b",
+      "name": "broken",
+      "data": {
+       "rev": "ae2c0295b5847a454622a9caedfd82a69bb9fb1b",
+       "timestamp": "2026-11-25T18:33:18",
+       "params": {
+        "params.yaml": {
+         "data": {
+          "model": {"name": "google/gemma-2-2b"},
+          "clamp": {"mode": "clamp_prime", "value": -999},
+          "select": {"top_k": 5}
+         }
+        }
+       },
+       "metrics": {
+        "metrics/steered.json": {
+         "data": {
+          "format": "letter",
+          "forget": {"acc": 0.4, "n": 100},
+          "retain": {"acc": 0.52, "n": 80},
+          "alignment": 0.4616,
+          "primary_metric": "acc",
+          "retain_kept_99": false
+         }
+        }
+       }
+      },
+      "error": {"msg": "Experiment run failed", "type": ""},
+      "experiments": null
+     }
+    ],
+    "executor": {"state": "failed", "name": null},
+    "name": "broken"
+   },
+   {
+    "revs": [
+     {
+      "rev": "5382347e45cd8b80d8a3691429b3fa3c635c4fcb",
+      "name": "queued",
+      "data": {
+       "rev": "5382347e45cd8b80d8a3691429b3fa3c635c4fcb",
+       "timestamp": "2026-11-25T18:33:08",
+       "params": {
+        "params.yaml": {
+         "data": {
+          "model": {"name": "google/gemma-2-2b"},
+          "clamp": {"mode": "clamp_prime", "value": -200},
+          "select": {"top_k": 5}
+         }
+        }
+       },
+       "metrics": {}
+      },
+      "error": null,
+      "experiments": null
+     }
+    ],
+    "executor": {"state": "queued", "name": "dvc-task"},
+    "name": "queued"
+   }
+  ]
+ }
+]
+"""
+
+
+def test_pareto_front_by_hand():
+    # (forget, retain): C is dominated by A; F by B (same forget, lower retain); A and D tie.
+    points = {
+        "A": (0.3, 0.8),
+        "B": (0.5, 0.9),
+        "C": (0.4, 0.7),
+        "D": (0.3, 0.8),
+        "E": (0.25, 0.5),
+        "F": (0.5, 0.85),
+    }
+    front = pareto_front([p[0] for p in points.values()], [p[1] for p in points.values()])
+    assert dict(zip(points, front, strict=True)) == {
+        "A": True,
+        "B": True,
+        "C": False,
+        "D": True,
+        "E": True,
+        "F": False,
+    }
+
+
+def test_compare_reads_recorded_exp_show(project: Path):
+    recorded = project / "exp_show.json"
+    recorded.write_text(EXP_SHOW)
+    result = run(compare.command, ["--exp-json", str(recorded)])
+    out = project / "reports/compare"
+    table = pd.read_csv(out / "compare.csv")
+    # Only the params that differ between the listed experiments.
+    assert list(table.columns) == [
+        "experiment",
+        "rev",
+        "clamp.value",
+        "select.top_k",
+        "metric",
+        "forget_acc",
+        "retain_acc",
+        "alignment",
+        "retain_kept_99",
+        "pareto",
+    ]
+    rows = table.set_index("experiment")
+    assert sorted(rows.index) == ["master", "strong", "top10", "weak"]
+    assert rows.loc["strong", "clamp.value"] == -500 and rows.loc["top10", "select.top_k"] == 10
+    assert rows.loc["master", "rev"] == "17f7949"
+    assert rows.loc["weak", "forget_acc"] == 0.45 and rows.loc["weak", "retain_acc"] == 0.57
+    assert rows.loc["strong", "alignment"] == 0.7031
+    # By hand: strong has the lowest forget accuracy, weak the highest retain accuracy,
+    # master beats top10 on both (0.30 < 0.40, 0.55 > 0.52) and is beaten by neither.
+    assert rows["pareto"].to_dict() == {
+        "master": True,
+        "top10": False,
+        "strong": True,
+        "weak": True,
+    }
+    md = (out / "compare.md").read_text()
+    for name in ("master", "strong", "top10", "weak"):
+        assert f"| {name} |" in md
+    assert "broken: error in dvc exp show (Experiment run failed)" in md
+    assert "queued: no forget/retain results" in md
+    assert "workspace: same params and results as a listed experiment" in md
+    assert "accuracy >= 99% of baseline is 0.4500 (weak)" in md
+    assert "Paper reference (gemma-2-2b, refusal-clamp): forget 0.5860 -> 0.2718" in md
+    assert (out / "pareto.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Pareto front: master, strong, weak" in result.output
+
+
+def test_compare_keeps_a_workspace_that_differs(project: Path):
+    data = json.loads(EXP_SHOW)
+    ws = data[0]["data"]["metrics"]["metrics/steered.json"]["data"]
+    ws["forget"]["acc"], ws["retain"]["acc"] = 0.26, 0.6
+    experiments, skipped = compare.parse_exp_show(data, "metrics/steered.json")
+    assert [e.name for e in experiments] == ["workspace", "master", "top10", "strong", "weak"]
+    table = comparison_table(experiments)
+    # The workspace now dominates everything but weak... and weak too (0.26 < 0.45, 0.6 > 0.57).
+    assert table.set_index("experiment")["pareto"].to_dict() == {
+        "workspace": True,
+        "master": False,
+        "top10": False,
+        "strong": False,
+        "weak": False,
+    }
+
+
+def test_compare_explicit_metrics_files(project: Path):
+    base, steered = evaluation_metrics()
+    other = json.loads(json.dumps(steered))
+    other["forget"]["acc"], other["retain"]["acc"] = 0.5, 0.9
+    write_json(project / "runs/b/steered.json", other)
+    result = run(
+        compare.command,
+        ["--metrics", "a=metrics/steered.json", "--metrics", "runs/b/steered.json"],
+    )
+    table = pd.read_csv(project / "reports/compare/compare.csv").set_index("experiment")
+    assert list(table.index) == ["a", "b"]
+    assert table.loc["a", "forget_acc"] == pytest.approx(steered["forget"]["acc"])
+    # a forgets more (0.325 < 0.5), b retains more (0.9 > 0.7875): both on the front.
+    assert table["pareto"].tolist() == [True, True]
+    assert "Paper reference" not in (project / "reports/compare/compare.md").read_text()
+    assert "2 experiments" in result.output
+
+
+def test_comparison_table_with_one_experiment_has_no_param_columns():
+    e = Experiment(
+        "only", {"clamp.value": -300.0}, {"forget": {"acc": 0.3}, "retain": {"acc": 0.6}}
+    )
+    table = comparison_table([e])
+    assert list(table.columns) == [
+        "experiment",
+        "rev",
+        "metric",
+        "forget_acc",
+        "retain_acc",
+        "alignment",
+        "retain_kept_99",
+        "pareto",
+    ]
+    assert table["pareto"].tolist() == [True]
+
+
+def test_comparison_markdown_escapes_names_and_lists_skips():
+    e = Experiment("a|b *x*", {}, {"forget": {"acc": 0.3}, "retain": {"acc": 0.6}})
+    table = comparison_table([e])
+    md = comparison_markdown(table, "pareto.png", reference=False, skipped=["q_1: <none>"])
+    [(headers, rows)] = md_tables(md)
+    assert headers[:2] == ["experiment", "rev"] and rows[0][0] == "a|b *x*"
+    assert "- q\\_1: \\<none>" in md
+    assert md.startswith("# Experiments\n\n| experiment |") and md.endswith(
+        "\n## Skipped\n\n- q\\_1: \\<none>\n"
+    )
+    assert "![forget vs retain accuracy](pareto.png)" in md
+
+
+def test_comparison_markdown_without_experiments():
+    md = comparison_markdown(pd.DataFrame(), None, reference=True)
+    assert md == (
+        "# Experiments\n\n_No experiment with steered metrics was found._\n\n"
+        "Paper reference (gemma-2-2b, refusal-clamp): forget 0.5860 -> 0.2718, alignment "
+        "0.8226 (retain 0.5348 derived from the alignment, not reported).\n"
+    )
