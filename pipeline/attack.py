@@ -3,72 +3,46 @@
 Writes `metrics/attack.json` (few-shot accuracy per k, accuracy with the GCG suffix, GCG
 losses, fluency of greedy continuations) and, under `attack.dir`, `suffixes.json` (the
 found suffixes and sample continuations), `gcg_loss.csv` (per-step losses for the
-report's plots), `accuracy.json` (full accuracy summaries with bootstrap intervals) and
-`run.json` (timings, kept out of the metrics so they stay reproducible).
+report's plots) and `accuracy.json` (full accuracy summaries with bootstrap intervals).
+Timings go to logs/timings.json, out of every DVC output.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import typer
 
 from pipeline.params import Params, ParamsOption
+from pipeline.timing import record_run_time
 from sae_unlearn.attacks import AttackConfig, GCGConfig, GibberishConfig, PhaseClock, run_attacks
 from sae_unlearn.data import DataError
 from sae_unlearn.evaluation import EvalConfig, load_clamp_hook, read_question_file
 from sae_unlearn.io import atomic_path, write_json
 from sae_unlearn.models import load_model
 
-GCG_KEYS = {f.name for f in fields(GCGConfig)} | {"n_questions"}
-
-
-def gcg_config(p: Params, num_steps: int | None, search_width: int | None) -> GCGConfig:
-    raw = {"max_tokens": int(p.get("attack.max_tokens", 512)), **(p.get("attack.gcg", {}) or {})}
-    unknown = sorted(set(raw) - GCG_KEYS)
-    if unknown:
-        raise typer.BadParameter(f"unknown attack.gcg keys {unknown}; known: {sorted(GCG_KEYS)}")
-    raw.pop("n_questions", None)
-    if num_steps is not None:
-        raw["num_steps"] = num_steps
-    if search_width is not None:
-        raw["search_width"] = search_width
-    try:
-        return GCGConfig(**raw)
-    except (TypeError, ValueError) as exc:
-        raise typer.BadParameter(str(exc)) from exc
+GCG_OVERRIDES = ("num_steps", "search_width")
 
 
 def attack_config(
-    p: Params,
-    fmt: str | None,
-    batch_size: int | None,
-    fewshot: list[int] | None,
-    n_questions: int | None,
-    n_eval: int | None,
-    gcg: GCGConfig,
+    p: Params, overrides: dict, fewshot: list[int] | None, n_questions: int | None
 ) -> AttackConfig:
-    gib = dict(p.get("attack.gibberish", {}) or {})
-    n_eval_q = p.pick(n_eval, "attack.n_eval", None)
+    """attack.* with the CLI's overrides (`overrides`: GCG and evaluation keys)."""
+    gcg = {k: v for k, v in p.get("attack.gcg").items() if k != "n_questions"}
+    gcg.update({k: v for k, v in overrides.items() if k in GCG_OVERRIDES and v is not None})
     return AttackConfig(
         evaluation=EvalConfig(
-            format=p.pick(fmt, "evaluate.format"),
-            batch_size=int(p.pick(batch_size, "evaluate.batch_size")),
-            bootstrap=int(p.get("evaluate.bootstrap", 1000)),
-            seed=int(p.get("seed", 0)),
+            format=p.pick(overrides.get("format"), "evaluate.format"),
+            batch_size=p.pick(overrides.get("batch_size"), "evaluate.batch_size"),
+            bootstrap=p.get("evaluate.bootstrap"),
+            seed=p.get("seed"),
         ),
-        seed=int(p.get("attack.seed", p.get("seed", 0))),
-        fewshot=tuple(int(k) for k in (fewshot or p.get("attack.fewshot", [0, 1, 4, 16]))),
-        n_eval=None if n_eval_q is None else int(n_eval_q),
-        n_questions=int(p.pick(n_questions, "attack.gcg.n_questions", 4)),
-        gcg=gcg,
-        gibberish=GibberishConfig(
-            n_prompts=int(gib.get("n_prompts", 16)),
-            max_new_tokens=int(gib.get("max_new_tokens", 20)),
-            fluent_ppl=float(gib.get("fluent_ppl", 50.0)),
-            n_samples=int(gib.get("n_samples", 5)),
-        ),
+        seed=p.get("attack.seed"),
+        fewshot=tuple(fewshot or p.get("attack.fewshot")),
+        n_eval=p.pick(overrides.get("n_eval"), "attack.n_eval"),
+        n_questions=p.pick(n_questions, "attack.gcg.n_questions"),
+        gcg=GCGConfig(max_tokens=p.get("attack.max_tokens"), **gcg),
+        gibberish=GibberishConfig(**p.get("attack.gibberish")),
     )
 
 
@@ -91,15 +65,14 @@ def command(
 ) -> None:
     """Attack the steered model and the baseline: few-shot examples and a GCG suffix."""
     p = Params.load(params)
-    gcg = gcg_config(p, num_steps, search_width)
-    cfg = attack_config(p, format, batch_size, fewshot, n_questions, n_eval, gcg)
-    data_dir = Path(p.get("data.dir", "data/prepared"))
-    clamp_path = Path(
-        p.pick(clamp, "attack.clamp", None) or Path(p.get("clamp.dir", "data/clamp")) / "clamp.yaml"
-    )
+    overrides = dict(num_steps=num_steps, search_width=search_width, format=format)
+    overrides.update(batch_size=batch_size, n_eval=n_eval)
+    cfg = attack_config(p, overrides, fewshot, n_questions)
+    data_dir = Path(p.get("data.dir"))
+    clamp_path = Path(p.pick(clamp, "attack.clamp") or Path(p.get("clamp.dir")) / "clamp.yaml")
     if not clamp_path.exists():
         raise typer.BadParameter(f"{clamp_path} does not exist; run `sae-unlearn clamp-config`")
-    out_dir = Path(p.pick(out, "attack.dir", "data/results/attack"))
+    out_dir = Path(p.pick(out, "attack.dir"))
 
     clock = PhaseClock()
     try:
@@ -110,14 +83,15 @@ def command(
     model, tokenizer = load_model(str(p.pick(model_dir, "model.dir")), p.get("model.dtype"))
     hook = load_clamp_hook(model, Path(p.pick(sae_dir, "sae.dir")), clamp_path)
     hooks = {"baseline": None, "steered": hook}
-    result = run_attacks(model, tokenizer, forget, retain, hooks, cfg, clock, log=typer.echo)
+    with record_run_time() as timings:
+        result = run_attacks(model, tokenizer, forget, retain, hooks, cfg, clock, log=typer.echo)
+        timings.update(result.run_info)
 
     write_json(out_dir / "suffixes.json", result.suffixes)
     with atomic_path(out_dir / "gcg_loss.csv") as tmp:
         result.loss_curves.to_csv(tmp, index=False)
     write_json(out_dir / "accuracy.json", result.accuracy)
-    write_json(out_dir / "run.json", result.run_info)
-    write_json(Path(p.pick(metrics, "attack.metrics", "metrics/attack.json")), result.metrics)
+    write_json(Path(p.pick(metrics, "attack.metrics")), result.metrics)
     g = result.metrics["gibberish"]
     typer.echo(
         f"gibberish: fluent share steered {g['steered']['fluent_share']:.2f}, with suffix "

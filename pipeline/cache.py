@@ -8,6 +8,7 @@ import pandas as pd
 import typer
 
 from pipeline.params import Params, ParamsOption
+from pipeline.timing import record_run_time
 from sae_unlearn.activations.cache import CacheConfig, cache_corpus, summary_dict
 from sae_unlearn.io import write_json
 from sae_unlearn.models.layers import check_layer
@@ -48,19 +49,17 @@ def command(
     model_path = Path(p.pick(model_dir, "model.dir"))
     data_path = Path(p.pick(data_dir, "data.dir"))
     out_path = Path(p.pick(out_dir, "cache.dir"))
-    model, tokenizer = load_model(str(model_path), p.get("model.dtype", "float32"))
+    model, tokenizer = load_model(str(model_path), p.get("model.dtype"))
     for layer in cfg.layers:
         check_layer(model, layer, what="cache.layers entry")
-    model_name = str(p.get("model.name", model_path))
+    model_name = str(p.get("model.name"))
     summaries = []
-    for corpus in CORPORA:
-        texts = read_corpus_texts(data_path / f"{corpus}_corpus.parquet")
-        out_file = out_path / f"{corpus}.parquet"
-        summaries.append(
-            cache_corpus(model, tokenizer, texts, corpus, cfg, out_file, model_name=model_name)
-        )
-    write_json(
-        p.pick(metrics, "cache.metrics", "metrics/cache.json"), summary_dict(summaries, cfg.layers)
-    )
-    for s in summaries:
-        typer.echo(f"cached {s.corpus}: {s.n_tokens} tokens at {s.tokens_per_second} tok/s")
+    with record_run_time() as timings:
+        for corpus in CORPORA:
+            texts = read_corpus_texts(data_path / f"{corpus}_corpus.parquet")
+            out_file = out_path / f"{corpus}.parquet"
+            s = cache_corpus(model, tokenizer, texts, corpus, cfg, out_file, model_name=model_name)
+            summaries.append(s)
+            timings[f"{corpus}_tokens_per_second"] = s.tokens_per_second
+            typer.echo(f"cached {s.corpus}: {s.n_tokens} tokens at {s.tokens_per_second} tok/s")
+    write_json(p.pick(metrics, "cache.metrics"), summary_dict(summaries, cfg.layers))

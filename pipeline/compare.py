@@ -143,12 +143,12 @@ def command(
         experiments, skipped = explicit_experiments(metrics), []
     else:
         data = _load_json(exp_json) if exp_json else run_exp_show(all_commits)
-        mfile = p.pick(metrics_file, "evaluate.steered_metrics", "metrics/steered.json")
+        mfile = p.pick(metrics_file, "evaluate.steered_metrics")
         experiments, skipped = parse_exp_show(data, str(mfile))
     names = [str(e.params.get("model.name", "")) for e in experiments]
-    names.append(str(p.get("model.name", "")))
+    names.append(str(p.get("model.name")))
     reference = any(PAPER_MODEL in n for n in names)
-    out = Path(p.pick(out_dir, "report.compare_dir", "reports/compare"))
+    out = Path(p.pick(out_dir, "report.compare_dir"))
     table = write_comparison(experiments, out, reference=reference, skipped=skipped)
     on_front = table["experiment"][table["pareto"]].tolist() if len(table) else []
     typer.echo(

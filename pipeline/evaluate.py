@@ -27,8 +27,8 @@ def eval_config(p: Params, fmt: str | None, batch_size: int | None) -> EvalConfi
     return EvalConfig(
         format=p.pick(fmt, "evaluate.format"),
         batch_size=int(p.pick(batch_size, "evaluate.batch_size")),
-        bootstrap=int(p.get("evaluate.bootstrap", 1000)),
-        seed=int(p.get("seed", 0)),
+        bootstrap=int(p.get("evaluate.bootstrap")),
+        seed=int(p.get("seed")),
     )
 
 
@@ -36,7 +36,7 @@ def question_paths(
     p: Params, forget_questions: Path | None, retain_questions: Path | None
 ) -> tuple[Path, Path]:
     """The question files to score: the options, else the prepared sets in `data.dir`."""
-    data_dir = Path(p.get("data.dir", "data/prepared"))
+    data_dir = Path(p.get("data.dir"))
     return (
         Path(forget_questions or data_dir / "forget_questions.parquet"),
         Path(retain_questions or data_dir / "retain_questions.parquet"),
@@ -55,7 +55,7 @@ def run_evaluation(
     """Load, evaluate forget and retain (steered when `clamp` is given), write per-question
     results; returns the metrics."""
     with record_run_time(out_dir):
-        model, tokenizer = load_model(str(model_dir), p.get("model.dtype", "float32"))
+        model, tokenizer = load_model(str(model_dir), p.get("model.dtype"))
         try:
             sets = {
                 role: read_question_file(path)
@@ -92,10 +92,10 @@ def baseline_command(
         p,
         eval_config(p, format, batch_size),
         question_paths(p, forget_questions, retain_questions),
-        Path(out or Path(p.get("evaluate.dir", "data/results")) / "baseline"),
+        Path(out or Path(p.get("evaluate.dir")) / "baseline"),
         Path(p.pick(model_dir, "model.dir")),
     )
-    write_json(p.pick(metrics, "evaluate.baseline_metrics", "metrics/baseline.json"), result)
+    write_json(p.pick(metrics, "evaluate.baseline_metrics"), result)
     typer.echo(
         f"baseline forget {result['forget']['acc']:.3f}, retain {result['retain']['acc']:.3f}"
     )
@@ -127,20 +127,20 @@ def steered_command(
         p,
         cfg,
         question_paths(p, forget_questions, retain_questions),
-        Path(out or Path(p.get("evaluate.dir", "data/results")) / "steered"),
+        Path(out or Path(p.get("evaluate.dir")) / "steered"),
         Path(p.pick(model_dir, "model.dir")),
         clamp=clamp_file,
         sae_dir=Path(p.pick(sae_dir, "sae.dir")),
     )
-    baseline_path = p.pick(baseline, "evaluate.baseline_metrics", "metrics/baseline.json")
+    baseline_path = p.pick(baseline, "evaluate.baseline_metrics")
     if str(baseline_path).lower() != "none" and Path(baseline_path).exists():
         base = read_json(baseline_path)
         try:
             check_baseline_format(base, cfg.format, str(baseline_path))
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
-        add_alignment(result, base, p.get("evaluate.primary_metric", "acc"))
-    write_json(p.pick(metrics, "evaluate.steered_metrics", "metrics/steered.json"), result)
+        add_alignment(result, base, p.get("evaluate.primary_metric"))
+    write_json(p.pick(metrics, "evaluate.steered_metrics"), result)
     line = f"steered forget {result['forget']['acc']:.3f}, retain {result['retain']['acc']:.3f}"
     if "alignment" in result:
         line += f", alignment {result['alignment']:.3f}"

@@ -238,7 +238,7 @@ class Params(Section):
             problems = "\n".join(describe_error(err, path) for err in exc.errors())
             raise typer.BadParameter(problems) from None
 
-    def get(self, key: str, _legacy_default: Any = None) -> Any:
+    def get(self, key: str) -> Any:
         """The value at a dotted key (sections as plain dicts)."""
         node: Any = self
         for part in key.split("."):
@@ -248,7 +248,7 @@ class Params(Section):
             node = getattr(node, part)
         return node.model_dump() if isinstance(node, BaseModel) else node
 
-    def pick(self, value: Any, key: str, _legacy_default: Any = None) -> Any:
+    def pick(self, value: Any, key: str) -> Any:
         """The explicit CLI value when given, else params.yaml's `key`."""
         return value if value is not None else self.get(key)
 

@@ -31,9 +31,9 @@ def command(
             retain_corpus=str(p.pick(retain_corpus, "data.retain_corpus")),
             forget_questions=str(p.pick(forget_questions, "data.forget_questions")),
             retain_questions=str(p.pick(retain_questions, "data.retain_questions")),
-            mmlu_subjects=tuple(p.get("data.mmlu_subjects", DataConfig.mmlu_subjects)),
-            wikitext_config=p.get("data.wikitext_config", DataConfig.wikitext_config),
-            max_documents=p.pick(max_documents, "data.max_documents", None),
+            mmlu_subjects=tuple(p.get("data.mmlu_subjects")),
+            wikitext_config=p.get("data.wikitext_config"),
+            max_documents=p.pick(max_documents, "data.max_documents"),
         )
         out_path = Path(p.pick(out_dir, "data.dir"))
         try:

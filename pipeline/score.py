@@ -42,18 +42,16 @@ def command(
     params: Path = ParamsOption,
 ) -> None:
     """Per-latent firing statistics on the forget and retain caches, and top contexts."""
-    with record_run_time() as run_time:
+    with record_run_time():
         p = Params.load(params)
         cfg = ScoreConfig(
             layer=int(p.pick(layer, "sae.layer")),
-            batch_size=int(p.pick(batch_size, "score.batch_size", 4096)),
-            top_contexts=int(p.pick(top_contexts, "score.top_contexts", 10)),
-            context_latents=int(p.pick(context_latents, "score.context_latents", 50)),
-            context_window=int(p.pick(context_window, "score.context_window", 12)),
-            window=int(p.pick(window, "score.window", 32)),
-            rankings=tuple(
-                p.pick(rankings or None, "score.rankings", ["forget_freq", "freq_ratio"])
-            ),
+            batch_size=int(p.pick(batch_size, "score.batch_size")),
+            top_contexts=int(p.pick(top_contexts, "score.top_contexts")),
+            context_latents=int(p.pick(context_latents, "score.context_latents")),
+            context_window=int(p.pick(context_window, "score.context_window")),
+            window=int(p.pick(window, "score.window")),
+            rankings=tuple(p.pick(rankings or None, "score.rankings")),
             # select's rule itself, so the selected latents are among those with contexts
             select=SelectConfig(**{name: p.get(f"select.{name}") for name in RULE_FIELDS}),
         )
@@ -75,4 +73,3 @@ def command(
         seconds = time.perf_counter() - start
         write_scores(out_path, result.latents, result.contexts, result.windows)
         typer.echo(f"{result.summary(seconds)} -> {out_path}")
-        run_time["dir"] = out_path

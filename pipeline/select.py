@@ -33,19 +33,19 @@ def command(
     params: Path = ParamsOption,
 ) -> None:
     """The latents to clamp: retain-frequency filter, rank by a score, top k."""
-    with record_run_time() as run_time:
+    with record_run_time():
         p = Params.load(params)
-        threshold = p.pick(retain_threshold, "select.retain_threshold", 0.01)
-        rate = p.pick(threshold_rate, "select.threshold_rate", None)
+        threshold = p.pick(retain_threshold, "select.retain_threshold")
+        rate = p.pick(threshold_rate, "select.threshold_rate")
         cfg = SelectConfig(
             top_k=int(p.pick(top_k, "select.top_k")),
-            score=str(p.pick(score, "select.score", "forget_freq")),
+            score=str(p.pick(score, "select.score")),
             retain_threshold=None if threshold is None else float(threshold),
-            min_forget_freq=float(p.pick(min_forget_freq, "select.min_forget_freq", 0.0)),
-            eps=float(p.get("select.eps", 1e-4)),
+            min_forget_freq=float(p.pick(min_forget_freq, "select.min_forget_freq")),
+            eps=float(p.get("select.eps")),
             threshold_rate=None if rate is None else float(rate),
         )
-        stats_path = Path(stats or Path(p.get("score.dir", "data/scores")) / LATENTS_FILE)
+        stats_path = Path(stats or Path(p.get("score.dir")) / LATENTS_FILE)
         try:
             latents, windows = read_scores(stats_path, with_windows=cfg.needs_windows)
         except FileNotFoundError as exc:
@@ -60,4 +60,3 @@ def command(
         )
         columns = ["rank", "latent", "forget_freq", "retain_freq", "threshold", "score"]
         typer.echo(selected[columns].to_string(index=False))
-        run_time["dir"] = out_path.parent

@@ -29,7 +29,7 @@ def read_timings(path: Path = TIMINGS) -> dict:
 
 
 @contextmanager
-def record_run_time(*_legacy: object, path: Path = TIMINGS) -> Iterator[dict]:
+def record_run_time(path: Path = TIMINGS) -> Iterator[dict]:
     """Time the block and record it under the running sub-command's name; entries the
     block adds to the yielded dict (e.g. per-phase seconds) are recorded beside it."""
     holder: dict = {}
@@ -37,7 +37,6 @@ def record_run_time(*_legacy: object, path: Path = TIMINGS) -> Iterator[dict]:
     yield holder
     ctx = click.get_current_context(silent=True)
     stage = ctx.info_name if ctx is not None else "stage"
-    extra = {k: v for k, v in holder.items() if k != "dir"}
     timings = read_timings(path)
-    timings[stage] = {"seconds": round(time.perf_counter() - start, 1), **extra}
+    timings[stage] = {"seconds": round(time.perf_counter() - start, 1), **holder}
     write_json(path, timings)

@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from pipeline.params import Params, ParamsOption
+from pipeline.timing import record_run_time
 from sae_unlearn.activations.read import CacheError, check_caches
 from sae_unlearn.io import write_json
 from sae_unlearn.models.loading import resolve_device
@@ -50,33 +51,35 @@ def command(
 ) -> None:
     p = Params.load(params)
     sae_layer = int(p.pick(layer, "sae.layer"))
-    sae_path = p.pick(path, "sae.path", None)
+    sae_path = p.pick(path, "sae.path")
     src = SAESourceConfig(
-        source=p.pick(source, "sae.source", "train"),
-        release=p.pick(release, "sae.release", None),
-        sae_id=p.pick(sae_id, "sae.sae_id", None),
+        source=p.pick(source, "sae.source"),
+        release=p.pick(release, "sae.release"),
+        sae_id=p.pick(sae_id, "sae.sae_id"),
         path=str(sae_path) if sae_path else None,
     )
     cache_path = Path(p.pick(cache_dir, "cache.dir"))
     sae_dir = Path(p.pick(out_dir, "sae.dir"))
-    metrics_path = Path(p.pick(metrics, "sae.metrics", "metrics/sae.json"))
+    metrics_path = Path(p.pick(metrics, "sae.metrics"))
     dev = str(resolve_device(device))
     paths = [cache_path / f"{corpus}.parquet" for corpus in CORPORA]
-    try:
-        d_model = check_caches(paths, sae_layer)
-        if src.source == "train":
-            model_name = str(p.get("model.name", ""))
-            cfg = _train_config(p, training_tokens)
-            result = train_on_cache(paths, sae_layer, cfg, model_name=model_name, device=dev)
-        else:
-            result = load_for_cache(src, paths, sae_layer, device=dev)
-    except CacheError as exc:
-        # A usage error (exit 2): the fix is to rerun or reconfigure the cache stage.
-        raise typer.BadParameter(str(exc)) from exc
-    check_sae_matches_model(result.sae, d_model, src.origin)
-    save_sae(result.sae, sae_dir)
-    summary = layer_sae_metrics(result)
-    write_json(metrics_path, summary)
+    with record_run_time() as timings:
+        try:
+            d_model = check_caches(paths, sae_layer)
+            if src.source == "train":
+                cfg = _train_config(p, training_tokens)
+                model_name = p.get("model.name")
+                result = train_on_cache(paths, sae_layer, cfg, model_name=model_name, device=dev)
+            else:
+                result = load_for_cache(src, paths, sae_layer, device=dev)
+        except CacheError as exc:
+            # A usage error (exit 2): the fix is to rerun or reconfigure the cache stage.
+            raise typer.BadParameter(str(exc)) from exc
+        timings["train_seconds"] = result.seconds
+        check_sae_matches_model(result.sae, d_model, src.origin)
+        save_sae(result.sae, sae_dir)
+        summary = layer_sae_metrics(result)
+        write_json(metrics_path, summary)
     typer.echo(
         f"SAE ({src.source}, {summary['architecture']}, d_sae={summary['d_sae']}) -> {sae_dir}: "
         f"explained variance {summary['explained_variance']:.3f}, l0 {summary['l0']:.1f}, "

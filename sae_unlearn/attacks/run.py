@@ -47,7 +47,7 @@ class AttackConfig:
     seed: int = 0
     fewshot: tuple[int, ...] = (0, 1, 4, 16)  # k retain shots per few-shot run
     n_eval: int | None = None  # forget questions scored (None: all)
-    n_questions: int = 4  # forget questions GCG optimises over
+    n_questions: int = 3  # forget questions GCG optimises over
     gcg: GCGConfig = field(default_factory=GCGConfig)
     gibberish: GibberishConfig = field(default_factory=GibberishConfig)
 

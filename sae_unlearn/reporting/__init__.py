@@ -13,7 +13,7 @@ read the files and pass their contents in.
 from sae_unlearn.reporting.compare import Experiment, write_comparison
 from sae_unlearn.reporting.constants import PAPER_MODEL
 from sae_unlearn.reporting.format import flatten
-from sae_unlearn.reporting.inputs import ReportInputs, ReportOptions, find_seconds
+from sae_unlearn.reporting.inputs import ReportInputs, ReportOptions
 from sae_unlearn.reporting.report import write_report
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "Experiment",
     "ReportInputs",
     "ReportOptions",
-    "find_seconds",
     "flatten",
     "write_comparison",
     "write_report",

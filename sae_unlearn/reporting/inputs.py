@@ -14,7 +14,6 @@ import pandas as pd
 from sae_unlearn.io import read_json
 
 # Larger JSON files are data, not run summaries: not searched for run times.
-MAX_TIMING_JSON = 1 << 20
 GCG_LOSS_COLUMNS = {"step", "model", "loss"}
 
 
@@ -39,7 +38,6 @@ class ReportInputs:
     selected: pd.DataFrame | None = None
     clamp: Mapping | None = None
     # stage -> {"key.path": seconds} read from the JSON files each stage writes
-    timings: Mapping[str, Mapping[str, float]] | None = None
     # where each input came from, for the missing-input notes
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -74,7 +72,6 @@ def read_gcg_loss(path: Path) -> pd.DataFrame:
 def load_inputs(
     paths: Mapping[str, Path],
     params: Mapping | None = None,
-    timings: Mapping[str, Mapping[str, float]] | None = None,
 ) -> ReportInputs:
     """ReportInputs from files by input name; a missing file leaves its input None."""
     loaded: dict[str, Any] = {}
@@ -91,7 +88,7 @@ def load_inputs(
         else:
             raise ValueError(f"unknown report input {name!r}")
     sources = {name: str(path) for name, path in paths.items()}
-    return ReportInputs(params=params or None, timings=timings, sources=sources, **loaded)
+    return ReportInputs(params=params or None, sources=sources, **loaded)
 
 
 def param(params: Mapping | None, key: str, default: Any = None) -> Any:
@@ -114,45 +111,8 @@ def model_name(inputs: ReportInputs) -> str:
     return str(param(inputs.params, "model.name", "") or "")
 
 
-# --- run times ----------------------------------------------------------------------------
+# --- run times: metrics of earlier versions may hold them; the report leaves them out ---
 
 
 def is_timing_key(key: str) -> bool:
     return key == "seconds" or key.endswith("_seconds")
-
-
-def find_seconds(data: Any, prefix: str = "") -> dict[str, float]:
-    """Every numeric `seconds` / `*_seconds` leaf of a JSON structure, by key path."""
-    out: dict[str, float] = {}
-    if isinstance(data, Mapping):
-        for key, value in data.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            is_time = is_timing_key(str(key))
-            if is_time and isinstance(value, int | float) and not isinstance(value, bool):
-                out[name] = float(value)
-            else:
-                out.update(find_seconds(value, name))
-    return out
-
-
-def stage_timings(files: Mapping[str, list[str]]) -> dict[str, dict[str, float]]:
-    """Run times the stages recorded themselves (`seconds`, `*_seconds` keys) in the JSON
-    they write: a JSON out, or the JSON files directly inside an out directory."""
-    timings: dict[str, dict[str, float]] = {}
-    for stage, paths in files.items():
-        found: dict[str, float] = {}
-        for path in map(Path, paths):
-            candidates = sorted(path.glob("*.json")) if path.is_dir() else [path]
-            for candidate in candidates:
-                if candidate.suffix != ".json" or not candidate.is_file():
-                    continue
-                if candidate.stat().st_size > MAX_TIMING_JSON:
-                    continue
-                try:
-                    data = read_json(candidate)
-                except json.JSONDecodeError:
-                    continue
-                for key, seconds in find_seconds(data).items():
-                    found[f"{candidate.name}:{key}"] = seconds
-        timings[stage] = found
-    return timings

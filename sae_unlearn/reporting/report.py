@@ -23,7 +23,6 @@ from sae_unlearn.reporting.sections.attacks import Attacks, attacks_section
 from sae_unlearn.reporting.sections.headline import Headline, headline_section
 from sae_unlearn.reporting.sections.latents import SelectedLatents, latents_section
 from sae_unlearn.reporting.sections.setup import SaeQuality, Setup, sae_section, setup_section
-from sae_unlearn.reporting.sections.timings import Timings, timings_section
 
 
 @dataclass
@@ -38,7 +37,6 @@ class Report:
     accuracy: Accuracy
     alignment: Alignment
     attacks: Attacks
-    timings: Timings
 
 
 def build_report(
@@ -62,7 +60,6 @@ def build_report(
         accuracy=accuracy_section(inputs),
         alignment=alignment_section(inputs),
         attacks=attacks,
-        timings=timings_section(inputs),
     )
     return report, data
 

@@ -44,7 +44,7 @@ class SAETrainConfig:
     k: int = 32  # topk: active latents per token
     lr: float = 2e-3
     batch_size: int = 1024  # tokens per step
-    training_tokens: int = 307_200  # total tokens seen; the cache repeats in shuffled epochs
+    training_tokens: int = 409_600  # total tokens seen; the cache repeats in shuffled epochs
     held_out_fraction: float = 0.1  # used by the train-sae stage for its evaluation split
     aux_coefficient: float = 1.0  # topk: weight of the dead-latent auxiliary loss
     sparsity_coefficient: float = 1.0  # jumprelu: L0 coefficient; standard: L1 coefficient

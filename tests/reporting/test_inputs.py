@@ -11,17 +11,10 @@ import pytest
 from sae_unlearn.reporting.inputs import (
     ReportInputError,
     ReportInputs,
-    find_seconds,
     load_inputs,
     param,
     primary_metric,
-    stage_timings,
 )
-
-
-def test_find_seconds_reads_nested_timings():
-    data = {"forget": {"seconds": 2.5, "tokens_per_second": 9.0}, "train_seconds": 1, "x": True}
-    assert find_seconds(data) == {"forget.seconds": 2.5, "train_seconds": 1.0}
 
 
 def test_load_inputs_reads_what_exists(tmp_path: Path):
@@ -36,11 +29,11 @@ def test_load_inputs_reads_what_exists(tmp_path: Path):
         "selected": tmp_path / "selected.parquet",
         "gcg_loss": tmp_path / "gcg_loss.csv",
     }
-    inputs = load_inputs(paths, {"model": {"name": "m"}}, {"cache": {}})
+    inputs = load_inputs(paths, {"model": {"name": "m"}})
     assert inputs.steered == {"forget": {"acc": 0.3}} and inputs.baseline is None
     assert inputs.selected["latent"].tolist() == [4]
     assert inputs.gcg_loss["loss"].tolist() == [1.0, 2.0]
-    assert inputs.params == {"model": {"name": "m"}} and inputs.timings == {"cache": {}}
+    assert inputs.params == {"model": {"name": "m"}}
     assert inputs.sources["baseline"] == str(tmp_path / "missing.json")
     assert load_inputs({}, {}).params is None
 
@@ -62,21 +55,3 @@ def test_param_and_primary_metric():
     steered = {"primary_metric": "acc"}
     assert primary_metric(ReportInputs(params=params, steered=steered)) == "acc"
     assert primary_metric(ReportInputs()) == "acc"
-
-
-def test_stage_timings_reads_json_outs_and_json_inside_out_dirs(tmp_path: Path):
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out/summary.json").write_text(json.dumps({"run_seconds": 3.25}))
-    (tmp_path / "out/broken.json").write_text("{")
-    (tmp_path / "out/table.parquet").write_text("not json")
-    (tmp_path / "m.json").write_text(json.dumps({"a": {"seconds": 1}, "b": {"seconds": 2}}))
-    files = {
-        "score": [str(tmp_path / "out")],
-        "cache": [str(tmp_path / "m.json"), str(tmp_path / "none.json")],
-        "prepare": [],
-    }
-    assert stage_timings(files) == {
-        "score": {"summary.json:run_seconds": 3.25},
-        "cache": {"m.json:a.seconds": 1.0, "m.json:b.seconds": 2.0},
-        "prepare": {},
-    }

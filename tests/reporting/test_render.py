@@ -113,7 +113,7 @@ def test_arbitrary_text_stays_text_in_markdown(tmp_path: Path):
         r"\</details> # \~x\~ \\ ⏎ new"
     )
     assert [h.split(" ", 1)[1] for h in headings[1:3]] == ["Results", "Setup"]
-    assert len(headings) == 1 + 8 + 1 + 4  # title, sections, contexts, attack parts
+    assert len(headings) == 1 + 7 + 1 + 4  # title, sections, contexts, attack parts
     # Every table keeps its shape and its cells read back as the text they hold.
     tables = md_tables(md)
     assert all(len(row) == len(headers) for headers, rows in tables for row in rows)
@@ -136,6 +136,5 @@ def test_build_report_keeps_sections_in_order(tmp_path: Path):
         "accuracy",
         "alignment",
         "attacks",
-        "timings",
     ]
     assert sorted(data) == ["accuracy_steered.csv"]
