@@ -16,8 +16,8 @@ import typer
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.attacks import AttackConfig, GCGConfig, GibberishConfig, PhaseClock, run_attacks
-from sae_unlearn.data import DataError
-from sae_unlearn.evaluation import EvalConfig, load_clamp_hook, read_question_file
+from sae_unlearn.data import DataError, read_question_file
+from sae_unlearn.evaluation import EvalConfig, load_clamp_hook
 from sae_unlearn.io import atomic_path, write_json
 from sae_unlearn.models import load_model
 
@@ -76,8 +76,12 @@ def command(
 
     clock = PhaseClock()
     try:
-        forget = read_question_file(forget_questions or data_dir / "forget_questions.parquet")
-        retain = read_question_file(retain_questions or data_dir / "retain_questions.parquet")
+        forget = read_question_file(
+            forget_questions or data_dir / "forget_questions.parquet", False
+        )
+        retain = read_question_file(
+            retain_questions or data_dir / "retain_questions.parquet", False
+        )
     except DataError as exc:
         raise typer.BadParameter(str(exc)) from exc
     model, tokenizer = load_model(str(p.pick(model_dir, "model.dir")), p.get("model.dtype"))

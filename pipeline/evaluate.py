@@ -8,14 +8,13 @@ import typer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
-from sae_unlearn.data import DataError
+from sae_unlearn.data import DataError, read_question_file
 from sae_unlearn.evaluation import (
     EvalConfig,
     add_alignment,
     check_baseline_format,
     evaluate_sets,
     load_clamp_hook,
-    read_question_file,
 )
 from sae_unlearn.io import read_json, write_json, write_parquet
 from sae_unlearn.models import load_model
@@ -58,7 +57,7 @@ def run_evaluation(
         model, tokenizer = load_model(str(model_dir), p.get("model.dtype"))
         try:
             sets = {
-                role: read_question_file(path)
+                role: read_question_file(path, unique=False)
                 for role, path in zip(ROLES, question_files, strict=True)
             }
         except DataError as exc:

@@ -61,9 +61,9 @@ def tiny_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_gemma3(vocab_size: int, hidden: int = 32, n_layers: int = 2, seed: int = 0):
-    torch.manual_seed(seed)
-    config = Gemma3TextConfig(
+def _tiny_config(vocab_size: int, hidden: int, n_layers: int) -> dict:
+    """Settings shared by the tiny Gemma 2 and Gemma 3 models (Gemma's special-token ids)."""
+    return dict(
         vocab_size=vocab_size,
         hidden_size=hidden,
         intermediate_size=2 * hidden,
@@ -77,26 +77,17 @@ def tiny_gemma3(vocab_size: int, hidden: int = 32, n_layers: int = 2, seed: int 
         eos_token_id=1,
         bos_token_id=2,
     )
+
+
+def tiny_gemma3(vocab_size: int, hidden: int = 32, n_layers: int = 2, seed: int = 0):
+    torch.manual_seed(seed)
+    config = Gemma3TextConfig(**_tiny_config(vocab_size, hidden, n_layers))
     return Gemma3ForCausalLM(config).eval()
 
 
 def tiny_gemma2(vocab_size: int, hidden: int = 32, n_layers: int = 2, seed: int = 0):
     torch.manual_seed(seed)
-    config = Gemma2Config(
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=n_layers,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=512,
-        sliding_window=64,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
-    )
-    return Gemma2ForCausalLM(config).eval()
+    return Gemma2ForCausalLM(Gemma2Config(**_tiny_config(vocab_size, hidden, n_layers))).eval()
 
 
 def save_tiny_model(out_dir: str | Path, arch: str = "gemma3", n_layers: int = 2, seed: int = 0):

@@ -42,6 +42,7 @@ from sae_unlearn.data.sources import (
     WMDP_REPO,
     load_corpus,
     load_questions,
+    read_question_file,
     split_wikitext,
 )
 
@@ -66,6 +67,7 @@ __all__ = [
     "embedded_root",
     "load_corpus",
     "load_questions",
+    "read_question_file",
     "normalise_corpus",
     "normalise_questions",
     "prepare_data",

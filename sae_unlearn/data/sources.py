@@ -83,9 +83,16 @@ def load_questions(
             frames.append(frame)
         frame = pd.concat(frames, ignore_index=True)
     else:
-        path = Path(spec)
-        frame = read_records(path, QUESTION_SUFFIXES)
-        validate_questions(frame, str(path))
+        return read_question_file(Path(spec))
+    return normalise_questions(frame)
+
+
+def read_question_file(path: Path, unique: bool = True) -> pd.DataFrame:
+    """Any question file in the cais/wmdp schema (+ subject), validated (raises DataError).
+    `unique=False` for sets that came from the hub: WMDP and MMLU legitimately repeat some
+    stems, and lm-eval keeps them."""
+    frame = read_records(path, QUESTION_SUFFIXES)
+    validate_questions(frame, str(path), unique=unique)
     return normalise_questions(frame)
 
 

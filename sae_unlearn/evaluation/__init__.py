@@ -34,7 +34,6 @@ from sae_unlearn.evaluation.run import (
     evaluate_sets,
     load_clamp_hook,
     maybe_steer,
-    read_question_file,
 )
 from sae_unlearn.evaluation.scoring import continuation_logprobs, score_sequences
 
@@ -62,7 +61,6 @@ __all__ = [
     "output_logits",
     "prompt_texts",
     "question_body",
-    "read_question_file",
     "results_frame",
     "retention_ratio",
     "score_sequences",

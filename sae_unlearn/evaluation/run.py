@@ -9,12 +9,6 @@ import pandas as pd
 from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from sae_unlearn.data import (
-    QUESTION_SUFFIXES,
-    normalise_questions,
-    read_records,
-    validate_questions,
-)
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.evaluation.metrics import accuracy_summary
 from sae_unlearn.evaluation.requests import build_requests, encode_requests, per_request
@@ -23,14 +17,6 @@ from sae_unlearn.evaluation.scoring import continuation_logprobs, score_sequence
 from sae_unlearn.models import hidden_size
 from sae_unlearn.saes import check_sae_matches_model, load_sae_dir
 from sae_unlearn.steering import ClampHook, read_clamp_yaml, steer
-
-
-def read_question_file(path: Path) -> pd.DataFrame:
-    """Any question file in the cais/wmdp schema (+ subject), validated (raises DataError)."""
-    frame = read_records(path, QUESTION_SUFFIXES)
-    # Hub sets (WMDP, MMLU) legitimately repeat some stems; keep them as lm-eval does.
-    validate_questions(frame, str(path), unique=False)
-    return normalise_questions(frame)
 
 
 def load_clamp_hook(model: nn.Module, sae_dir: Path, clamp: Path) -> ClampHook:

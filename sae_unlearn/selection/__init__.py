@@ -13,8 +13,6 @@ files: the score and select stages' file names, reads and writes.
 
 from sae_unlearn.selection.checks import (
     check_cache_for_sae,
-    check_sae_width,
-    warn_if_other_layer,
 )
 from sae_unlearn.selection.config import SCORES, ScoreConfig, SelectConfig
 from sae_unlearn.selection.contexts import (
@@ -68,7 +66,6 @@ __all__ = [
     "SelectConfig",
     "cache_paths",
     "check_cache_for_sae",
-    "check_sae_width",
     "compute_score",
     "context_latents",
     "corpus_statistics",
@@ -84,7 +81,6 @@ __all__ = [
     "select_latents",
     "top_contexts",
     "validate_statistics",
-    "warn_if_other_layer",
     "window_statistics",
     "window_table",
     "write_scores",

@@ -1,34 +1,14 @@
-"""Checks that an SAE fits what it reads: the cached layer (the activations package's check),
-the residual width, the layer in the SAE's own hook name."""
+"""The cache an SAE is scored on fits it: the cached layer, the residual width and the layer
+in the SAE's own hook name (each the one check of its kind, from activations and saes)."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from torch import nn
 
 from sae_unlearn.activations import check_layer_cached
-
-
-def check_sae_width(sae: nn.Module, d_model: int, found: str, advice: str) -> None:
-    """Fail when the SAE's input width is not `d_model`; `found` says where that width is
-    from (e.g. "the model's hidden size is 640") and `advice` what to do about it."""
-    d_in = int(sae.cfg.d_in)
-    if d_in != d_model:
-        raise ValueError(f"the SAE reads {d_in}-dimensional activations but {found}; {advice}")
-
-
-def warn_if_other_layer(sae: nn.Module, layer: int, stacklevel: int = 2) -> None:
-    """Warn when the SAE's own hook name says it was trained on another layer; `stacklevel`
-    as `warnings.warn`'s, counted from the caller."""
-    hook = getattr(getattr(sae.cfg, "metadata", None), "hook_name", None)
-    if hook and f".{layer}." not in hook:
-        warnings.warn(
-            f"the SAE was trained on {hook}, but sae.layer={layer}; its statistics on this "
-            "layer are unlikely to mean anything (set sae.layer to the SAE's layer)",
-            stacklevel=stacklevel + 1,
-        )
+from sae_unlearn.saes.io import check_sae_width, warn_if_other_layer
 
 
 def check_cache_for_sae(path: str | Path, sae: nn.Module, layer: int) -> dict:

@@ -13,7 +13,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.activations import special_token_ids
 from sae_unlearn.models import capture_residuals, check_layer, hidden_size, run_to_layers
-from sae_unlearn.selection.checks import check_sae_width
+from sae_unlearn.saes.io import check_sae_width
 from sae_unlearn.selection.encode import encode_dense
 
 # Refusals in the style of chat assistants (the paper's refusal latent fires on text like

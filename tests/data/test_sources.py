@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import datasets
 import pytest
 
 from sae_unlearn.data.schema import DataError
-from sae_unlearn.data.sources import load_corpus, load_questions, split_wikitext
+from sae_unlearn.data.sources import load_corpus, load_questions, read_question_file, split_wikitext
 
 
 class FakeHub:
@@ -143,3 +145,22 @@ def test_mmlu_loader(monkeypatch):
     assert frame["subject"].tolist() == ["human_aging"] * 2 + ["college_computer_science"] * 3
     assert frame["answer"].tolist() == [3, 2, 3, 2, 1]
     assert frame["question"][2] == "college_computer_science q0"
+
+
+def test_read_question_file_keeps_repeated_stems(tmp_path):
+    row = {"question": "Q?", "choices": ["a", "b", "c", "d"], "answer": 1, "subject": "s"}
+    path = tmp_path / "questions.jsonl"
+    path.write_text("\n".join(json.dumps(row) for _ in range(2)) + "\n")
+    frame = read_question_file(path, unique=False)
+    assert len(frame) == 2 and frame["answer"].tolist() == [1, 1]
+    path.write_text(json.dumps({**row, "answer": 7}) + "\n")
+    with pytest.raises(DataError):
+        read_question_file(path, unique=False)
+
+
+def test_read_question_file_refuses_repeats_by_default(tmp_path):
+    row = {"question": "Q?", "choices": ["a", "b", "c", "d"], "answer": 1, "subject": "s"}
+    path = tmp_path / "questions.jsonl"
+    path.write_text("\n".join(json.dumps(row) for _ in range(2)) + "\n")
+    with pytest.raises(DataError, match="Q?"):
+        read_question_file(path)

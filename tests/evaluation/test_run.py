@@ -1,18 +1,14 @@
-import json
-
 import numpy as np
 import pytest
 import torch
 
 from sae_unlearn.attacks.fewshot import draw_shots
-from sae_unlearn.data import DataError
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.evaluation.requests import build_requests
 from sae_unlearn.evaluation.run import (
     evaluate_questions,
     evaluate_sets,
     maybe_steer,
-    read_question_file,
 )
 from sae_unlearn.models import load_model
 from sae_unlearn.steering import ClampHook, gated_clamp
@@ -71,14 +67,3 @@ def test_evaluate_sets_steers_every_set(tiny_model, hook):
     assert metrics["retain"]["acc"] == pytest.approx(plain["retain"]["correct"].mean())
     for role in sets:
         assert plain[role]["loglik"].tolist() != steered[role]["loglik"].tolist()
-
-
-def test_read_question_file_keeps_repeated_stems(tmp_path):
-    row = {"question": "Q?", "choices": ["a", "b", "c", "d"], "answer": 1, "subject": "s"}
-    path = tmp_path / "questions.jsonl"
-    path.write_text("\n".join(json.dumps(row) for _ in range(2)) + "\n")
-    frame = read_question_file(path)
-    assert len(frame) == 2 and frame["answer"].tolist() == [1, 1]
-    path.write_text(json.dumps({**row, "answer": 7}) + "\n")
-    with pytest.raises(DataError):
-        read_question_file(path)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
-from sae_lens import SAE, JumpReLUSAE
+from sae_lens import SAE, JumpReLUSAE, StandardSAE, StandardSAEConfig
 
 from sae_unlearn.saes.config import SAESourceConfig
 from sae_unlearn.saes.io import (
@@ -84,3 +85,22 @@ def test_check_sae_width_says_where_each_width_comes_from():
         "use an SAE trained on this model and layer (set sae.source: train, or "
         "sae.release/sae.sae_id/sae.path to an SAE for this model)"
     )
+
+
+def test_check_sae_width_message_without_origin():
+    sae = StandardSAE(StandardSAEConfig(d_in=16, d_sae=8))
+    check_sae_width(sae, 16, found="unused", advice="unused")
+    with pytest.raises(ValueError) as err:
+        check_sae_width(sae, 32, found="x holds 32", advice="fix it")
+    assert str(err.value) == "the SAE reads 16-dimensional activations but x holds 32; fix it"
+
+
+def test_warn_if_other_layer_silent_on_its_own_layer_and_points_at_the_caller():
+    sae = SimpleNamespace(cfg=SimpleNamespace(metadata=SimpleNamespace(hook_name="blocks.7.x")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_if_other_layer(sae, 7)  # its own layer: silent
+        warn_if_other_layer(SimpleNamespace(cfg=SimpleNamespace()), 3)  # no hook name: silent
+    with pytest.warns(UserWarning, match=r"trained on blocks.7.x, but sae.layer=3") as record:
+        warn_if_other_layer(sae, 3, stacklevel=1)
+    assert record[0].filename == __file__  # stacklevel 1: the line that called it
