@@ -53,7 +53,7 @@ def run_evaluation(
 ) -> dict:
     """Load, evaluate forget and retain (steered when `clamp` is given), write per-question
     results; returns the metrics."""
-    with record_run_time(out_dir):
+    with record_run_time():
         model, tokenizer = load_model(str(model_dir), p.get("model.dtype"))
         try:
             sets = {
