@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import click
+from typer.main import get_current_context
 
 from sae_unlearn.io import write_json
 
@@ -35,8 +35,10 @@ def record_run_time(path: Path = TIMINGS) -> Iterator[dict]:
     holder: dict = {}
     start = time.perf_counter()
     yield holder
-    ctx = click.get_current_context(silent=True)
-    stage = ctx.info_name if ctx is not None else "stage"
+    # The running sub-command names the stage. Typer ships its own copy of click, so the
+    # context is typer's (plain `click.get_current_context` sees none).
+    ctx = get_current_context(silent=True)
+    stage = ctx.info_name if ctx is not None and ctx.info_name else "sae-unlearn"
     timings = read_timings(path)
     timings[stage] = {"seconds": round(time.perf_counter() - start, 1), **holder}
     write_json(path, timings)
