@@ -5,6 +5,7 @@
 - `embedded`: where the embedded files shipped as package data are.
 - `sources`: loaders for `embedded`, the hub (wmdp-bio, mmlu, wikitext) and local files.
 - `prepare`: the prepare-data step (`DataConfig`, `prepare_data`).
+- `splits`: the dev/test half of each question, by a hash of its text.
 - `build`: repository tooling that builds the embedded files from their sources.
 """
 
@@ -45,6 +46,12 @@ from sae_unlearn.data.sources import (
     read_question_file,
     split_wikitext,
 )
+from sae_unlearn.data.splits import (
+    SPLITS,
+    normalise_question_text,
+    question_split,
+    question_splits,
+)
 
 __all__ = [
     "CORPUS_COLUMNS",
@@ -55,6 +62,7 @@ __all__ = [
     "QUESTION_COLUMNS",
     "QUESTION_SUFFIXES",
     "ROLES",
+    "SPLITS",
     "WIKITEXT_REPO",
     "WMDP_BIO_CONFIG",
     "WMDP_BIO_SUBJECT",
@@ -69,9 +77,12 @@ __all__ = [
     "load_questions",
     "read_question_file",
     "normalise_corpus",
+    "normalise_question_text",
     "normalise_questions",
     "prepare_data",
     "prepared_paths",
+    "question_split",
+    "question_splits",
     "read_records",
     "records_frame",
     "split_wikitext",
