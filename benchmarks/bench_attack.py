@@ -21,7 +21,7 @@ from sae_unlearn.steering import ClampHook, clamp_prime, read_clamp_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "data" / "model"
-QUESTIONS = ROOT / "data" / "prepared" / "forget_questions.parquet"
+QUESTIONS = ROOT / "data" / "prepared" / "questions" / "forget_questions.parquet"
 SAE_DIR = ROOT / "data" / "sae"
 CLAMP = ROOT / "data" / "clamp" / "clamp.yaml"
 # The embedded defaults of params.yaml (attack.gcg).

@@ -117,7 +117,7 @@ def bench_steering(model, tokenizer) -> dict:
     for _ in range(2):
         plain.append(timed(False))
         steered.append(timed(True))
-    questions = pd.read_parquet(DATA_DIR / "forget_questions.parquet").head(64)
+    questions = pd.read_parquet(DATA_DIR / "questions" / "forget_questions.parquet").head(64)
     start = time.perf_counter()
     evaluate_questions(model, tokenizer, questions, EvalConfig(format="cloze", batch_size=32))
     eval_s = time.perf_counter() - start

@@ -16,7 +16,7 @@ import typer
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.attacks import AttackConfig, GCGConfig, GibberishConfig, PhaseClock, run_attacks
-from sae_unlearn.data import DataError, read_question_file
+from sae_unlearn.data import DataError, prepared_path, read_question_file
 from sae_unlearn.evaluation import EvalConfig, load_clamp_hook
 from sae_unlearn.io import atomic_path, write_json
 from sae_unlearn.models import load_model
@@ -77,10 +77,10 @@ def command(
     clock = PhaseClock()
     try:
         forget = read_question_file(
-            forget_questions or data_dir / "forget_questions.parquet", False
+            forget_questions or prepared_path(data_dir, "forget", "questions"), False
         )
         retain = read_question_file(
-            retain_questions or data_dir / "retain_questions.parquet", False
+            retain_questions or prepared_path(data_dir, "retain", "questions"), False
         )
     except DataError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -8,7 +8,7 @@ import typer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
-from sae_unlearn.data import DataError, read_question_file
+from sae_unlearn.data import DataError, prepared_path, read_question_file
 from sae_unlearn.evaluation import (
     EvalConfig,
     add_alignment,
@@ -37,8 +37,8 @@ def question_paths(
     """The question files to score: the options, else the prepared sets in `data.dir`."""
     data_dir = Path(p.get("data.dir"))
     return (
-        Path(forget_questions or data_dir / "forget_questions.parquet"),
-        Path(retain_questions or data_dir / "retain_questions.parquet"),
+        Path(forget_questions or prepared_path(data_dir, "forget", "questions")),
+        Path(retain_questions or prepared_path(data_dir, "retain", "questions")),
     )
 
 

@@ -36,11 +36,15 @@ PAPER_MMLU_SUBJECTS = [
 # Each param that may name a local file or folder, the sources it may name instead, and the
 # folder it must lie in: that folder is the stage's DVC dependency, so editing the file reruns
 # the stage (a path outside it would leave `dvc status` clean over stale outputs).
+CORPUS_SOURCES = {"embedded", "wikitext"}
+QUESTION_SOURCES = {"embedded", "wmdp-bio", "mmlu", "mmlu-bio"}
 LOCAL_INPUTS = {
-    "data.forget_corpus": ({"embedded", "wikitext"}, "inputs/data"),
-    "data.retain_corpus": ({"embedded", "wikitext"}, "inputs/data"),
-    "data.forget_questions": ({"embedded", "wmdp-bio", "mmlu"}, "inputs/data"),
-    "data.retain_questions": ({"embedded", "wmdp-bio", "mmlu"}, "inputs/data"),
+    "data.forget_corpus": (CORPUS_SOURCES, "inputs/data"),
+    "data.retain_corpus": (CORPUS_SOURCES, "inputs/data"),
+    "data.retain_near_corpus": (CORPUS_SOURCES | {"none"}, "inputs/data"),
+    "data.forget_questions": (QUESTION_SOURCES, "inputs/data"),
+    "data.retain_questions": (QUESTION_SOURCES, "inputs/data"),
+    "data.retain_near_questions": (QUESTION_SOURCES | {"none"}, "inputs/data"),
     "model.name": ({"embedded"}, "inputs/models"),
     "sae.path": (set(), "inputs/saes"),
     "clamp.csv": (set(), "data/steering"),
@@ -63,9 +67,14 @@ class DataParams(Section):
     # embedded | wikitext | a .jsonl/.json/.parquet/.csv/.txt file
     forget_corpus: str = "embedded"
     retain_corpus: str = "embedded"
-    # embedded | wmdp-bio | mmlu | a .jsonl/.json/.parquet/.csv file (cais/wmdp schema + subject)
+    # embedded | wmdp-bio | mmlu | mmlu-bio | a .jsonl/.json/.parquet/.csv file
+    # (cais/wmdp schema + subject)
     forget_questions: str = "embedded"
     retain_questions: str = "embedded"
+    # The optional retain_near role (benign knowledge next to forget): none (left out) |
+    # embedded (not shipped yet) | a file; questions also mmlu-bio (the paper's MMLU biology)
+    retain_near_corpus: str = "none"
+    retain_near_questions: str = "none"
     mmlu_subjects: list[str] = Field(default_factory=lambda: list(PAPER_MMLU_SUBJECTS))
     wikitext_config: str = "wikitext-2-raw-v1"
     max_documents: PositiveInt | None = None

@@ -1,4 +1,4 @@
-"""prepare-data: the forget/retain corpora and question sets as normalised parquet."""
+"""prepare-data: the corpora and question sets of each role as normalised parquet."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ def command(
     retain_corpus: str | None = typer.Option(None, help="`embedded`, `wikitext` or a path"),
     forget_questions: str | None = typer.Option(None, help="`embedded`, `wmdp-bio` or a path"),
     retain_questions: str | None = typer.Option(None, help="`embedded`, `mmlu` or a path"),
-    out_dir: Path | None = typer.Option(None, help="where the four parquet files go"),
+    retain_near_corpus: str | None = typer.Option(None, help="`none` or a path"),
+    retain_near_questions: str | None = typer.Option(None, help="`none`, `mmlu-bio` or a path"),
+    out_dir: Path | None = typer.Option(None, help="where the parquet files go"),
     max_documents: int | None = typer.Option(None, help="keep the first N documents per corpus"),
     params: Path = ParamsOption,
 ) -> None:
@@ -31,6 +33,8 @@ def command(
             retain_corpus=str(p.pick(retain_corpus, "data.retain_corpus")),
             forget_questions=str(p.pick(forget_questions, "data.forget_questions")),
             retain_questions=str(p.pick(retain_questions, "data.retain_questions")),
+            retain_near_corpus=str(p.pick(retain_near_corpus, "data.retain_near_corpus")),
+            retain_near_questions=str(p.pick(retain_near_questions, "data.retain_near_questions")),
             mmlu_subjects=tuple(p.get("data.mmlu_subjects")),
             wikitext_config=p.get("data.wikitext_config"),
             max_documents=p.pick(max_documents, "data.max_documents"),

@@ -1,9 +1,10 @@
-"""Forget/retain corpora and multiple-choice question sets: schema, readers, sources, prepare.
+"""Corpora and multiple-choice question sets of each role (forget, retain, and the optional
+retain_near): schema, readers, sources, prepare, dev/test splits.
 
 - `schema`: the prepared columns, validation and normalisation (`DataError`).
 - `readers`: local jsonl/json/csv/txt/parquet files as frames of records.
 - `embedded`: where the embedded files shipped as package data are.
-- `sources`: loaders for `embedded`, the hub (wmdp-bio, mmlu, wikitext) and local files.
+- `sources`: loaders for `embedded`, the hub (wmdp-bio, mmlu, mmlu-bio, wikitext) and local files.
 - `prepare`: the prepare-data step (`DataConfig`, `prepare_data`).
 - `splits`: the dev/test half of each question, by a hash of its text.
 - `build`: repository tooling that builds the embedded files from their sources.
@@ -15,6 +16,7 @@ from sae_unlearn.data.prepare import (
     DataConfig,
     DataSummary,
     prepare_data,
+    prepared_path,
     prepared_paths,
 )
 from sae_unlearn.data.readers import (
@@ -24,8 +26,10 @@ from sae_unlearn.data.readers import (
     records_frame,
 )
 from sae_unlearn.data.schema import (
+    ALL_ROLES,
     CORPUS_COLUMNS,
     N_CHOICES,
+    OPTIONAL_ROLES,
     QUESTION_COLUMNS,
     ROLES,
     DataError,
@@ -35,7 +39,10 @@ from sae_unlearn.data.schema import (
     validate_questions,
 )
 from sae_unlearn.data.sources import (
+    MMLU_BIO,
+    MMLU_BIO_SUBJECTS,
     MMLU_REPO,
+    NONE,
     PAPER_MMLU_SUBJECTS,
     WIKITEXT_REPO,
     WMDP_BIO_CONFIG,
@@ -54,10 +61,15 @@ from sae_unlearn.data.splits import (
 )
 
 __all__ = [
+    "ALL_ROLES",
     "CORPUS_COLUMNS",
     "CORPUS_SUFFIXES",
+    "MMLU_BIO",
+    "MMLU_BIO_SUBJECTS",
     "MMLU_REPO",
+    "NONE",
     "N_CHOICES",
+    "OPTIONAL_ROLES",
     "PAPER_MMLU_SUBJECTS",
     "QUESTION_COLUMNS",
     "QUESTION_SUFFIXES",
@@ -80,6 +92,7 @@ __all__ = [
     "normalise_question_text",
     "normalise_questions",
     "prepare_data",
+    "prepared_path",
     "prepared_paths",
     "question_split",
     "question_splits",

@@ -14,7 +14,7 @@ from typing import Any
 
 from sae_unlearn.data.readers import QUESTION_SUFFIXES, read_records, records_frame
 from sae_unlearn.data.schema import (
-    ROLES,
+    ALL_ROLES,
     DataError,
     normalise_questions,
     validate_corpus,
@@ -48,7 +48,7 @@ def build_embedded(src_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
     """
     src, out = Path(src_dir), Path(out_dir)
     counts: dict[str, int] = {}
-    for role in ROLES:
+    for role in ALL_ROLES:
         files = sorted((src / "corpus" / role).glob("*.txt"))
         if files:
             docs = [

@@ -12,7 +12,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from sae_unlearn.data.schema import ROLES, DataError
+from sae_unlearn.data.schema import ALL_ROLES, OPTIONAL_ROLES, DataError
 
 EMBEDDED_KINDS = ("corpus", "questions")
 
@@ -23,8 +23,8 @@ def embedded_root() -> Traversable:
 
 
 def embedded_name(kind: str, role: str) -> str:
-    if role not in ROLES:
-        raise DataError(f"role {role!r} is not one of {ROLES}")
+    if role not in ALL_ROLES:
+        raise DataError(f"role {role!r} is not one of {ALL_ROLES}")
     return f"{role}_{kind}.jsonl"
 
 
@@ -33,6 +33,12 @@ def embedded_file(kind: str, role: str, embedded_dir: str | Path | None = None) 
     """The embedded `kind` file of `role` as a file path (from `embedded_dir` when given)."""
     name = embedded_name(kind, role)
     resource = Path(embedded_dir) / name if embedded_dir else embedded_root() / name
+    if not resource.is_file() and role in OPTIONAL_ROLES:
+        others = "`mmlu-bio` or a file" if kind == "questions" else "a file"
+        raise DataError(
+            f"{resource}: the embedded {role} {kind} is not shipped yet. Fix: set "
+            f"data.{role}_{kind} to `none` (no {role} role) or to {others} in inputs/data/."
+        )
     if not resource.is_file():
         raise DataError(
             f"{resource}: embedded {kind} file is missing. "

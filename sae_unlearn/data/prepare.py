@@ -1,4 +1,10 @@
-"""The prepare-data step: load every input, validate it all, then write four parquet files."""
+"""The prepare-data step: load every input, validate it all, then write the prepared parquet.
+
+Layout under the output folder: `{role}_corpus.parquet` and `questions/{role}_questions.parquet`
+for forget and retain, and for retain_near when its spec is not `none`. The question sets have
+a folder of their own so that the evaluation stages can depend on exactly the sets there are
+(a DVC dependency must exist, and retain_near's may not).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sae_unlearn.data.schema import ROLES
-from sae_unlearn.data.sources import PAPER_MMLU_SUBJECTS, load_corpus, load_questions
+import pandas as pd
+
+from sae_unlearn.data.schema import ALL_ROLES, ROLES, DataError
+from sae_unlearn.data.sources import NONE, PAPER_MMLU_SUBJECTS, load_corpus, load_questions
 from sae_unlearn.io import write_parquet
+
+KINDS = ("corpus", "questions")
+QUESTIONS_DIR = "questions"
 
 
 @dataclass(frozen=True)
@@ -17,10 +28,16 @@ class DataConfig:
     retain_corpus: str = "embedded"
     forget_questions: str = "embedded"
     retain_questions: str = "embedded"
+    # Optional role: `none` leaves it out (no file written, nothing scored).
+    retain_near_corpus: str = NONE
+    retain_near_questions: str = NONE
     mmlu_subjects: tuple[str, ...] = PAPER_MMLU_SUBJECTS
     wikitext_config: str = "wikitext-2-raw-v1"
     max_documents: int | None = None
     embedded_dir: str | None = None
+
+    def spec(self, role: str, kind: str) -> str:
+        return str(getattr(self, f"{role}_{kind}"))
 
 
 @dataclass
@@ -41,47 +58,63 @@ class DataSummary:
         return out
 
 
-def prepared_paths(out_dir: str | Path) -> dict[str, Path]:
+def prepared_path(out_dir: str | Path, role: str, kind: str) -> Path:
+    """Where prepare-data writes `role`'s corpus or question set."""
     out = Path(out_dir)
+    if kind == "questions":
+        return out / QUESTIONS_DIR / f"{role}_questions.parquet"
+    return out / f"{role}_corpus.parquet"
+
+
+def prepared_paths(out_dir: str | Path, roles: tuple[str, ...] = ALL_ROLES) -> dict[str, Path]:
     return {
-        f"{role}_{kind}": out / f"{role}_{kind}.parquet"
-        for role in ROLES
-        for kind in ("corpus", "questions")
+        f"{role}_{kind}": prepared_path(out_dir, role, kind) for role in roles for kind in KINDS
     }
 
 
-def prepare_data(cfg: DataConfig, out_dir: str | Path) -> DataSummary:
-    """Load, validate and write the four prepared parquet files; return their counts.
-
-    Everything is loaded and validated before the first write, so a bad input leaves the
-    previous outputs untouched rather than a mix of old and new files.
-    """
-    corpora = {
-        role: load_corpus(
-            getattr(cfg, f"{role}_corpus"),
+def _load(cfg: DataConfig, role: str, kind: str) -> pd.DataFrame:
+    spec = cfg.spec(role, kind)
+    if kind == "corpus":
+        return load_corpus(
+            spec,
             role,
             wikitext_config=cfg.wikitext_config,
             embedded_dir=cfg.embedded_dir,
             max_documents=cfg.max_documents,
         )
-        for role in ROLES
-    }
-    questions = {
-        role: load_questions(
-            getattr(cfg, f"{role}_questions"),
-            role,
-            mmlu_subjects=cfg.mmlu_subjects,
-            embedded_dir=cfg.embedded_dir,
-        )
-        for role in ROLES
-    }
-    paths = prepared_paths(out_dir)
-    summary = DataSummary()
+    return load_questions(
+        spec, role, mmlu_subjects=cfg.mmlu_subjects, embedded_dir=cfg.embedded_dir
+    )
+
+
+def prepare_data(cfg: DataConfig, out_dir: str | Path) -> DataSummary:
+    """Load, validate and write the prepared parquet files; return their counts.
+
+    Everything is loaded and validated before the first write, so a bad input leaves the
+    previous outputs untouched rather than a mix of old and new files. A `none` spec writes
+    nothing and removes that file if an earlier run left one.
+    """
     for role in ROLES:
-        write_parquet(paths[f"{role}_corpus"], corpora[role])
-        write_parquet(paths[f"{role}_questions"], questions[role])
-        texts = corpora[role]["text"]
-        summary.documents[role] = len(texts)
-        summary.words[role] = int(sum(len(t.split()) for t in texts))
-        summary.questions[role] = dict(sorted(Counter(questions[role]["subject"]).items()))
+        for kind in KINDS:
+            if cfg.spec(role, kind) == NONE:
+                raise DataError(
+                    f"data.{role}_{kind} is `none`, but the {role} role is required. Fix: "
+                    f"name its {kind} (`embedded`, a hub source or a file in inputs/data/)."
+                )
+    wanted = [(r, k) for r in ALL_ROLES for k in KINDS if cfg.spec(r, k) != NONE]
+    frames = {(role, kind): _load(cfg, role, kind) for role, kind in wanted}
+    summary = DataSummary()
+    for role in ALL_ROLES:
+        for kind in KINDS:
+            path = prepared_path(out_dir, role, kind)
+            if (role, kind) not in frames:
+                path.unlink(missing_ok=True)
+                continue
+            frame = frames[(role, kind)]
+            write_parquet(path, frame)
+            if kind == "corpus":
+                summary.documents[role] = len(frame)
+                summary.words[role] = int(sum(len(t.split()) for t in frame["text"]))
+            else:
+                summary.questions[role] = dict(sorted(Counter(frame["subject"]).items()))
     return summary

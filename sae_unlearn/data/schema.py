@@ -16,7 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# Every run has a forget and a retain role; `retain_near` (benign knowledge next to the forget
+# topic) is optional, so a run without it is exactly the two-role run.
 ROLES = ("forget", "retain")
+OPTIONAL_ROLES = ("retain_near",)
+ALL_ROLES = ROLES + OPTIONAL_ROLES
 N_CHOICES = 4
 QUESTION_COLUMNS = ("question", "choices", "answer", "subject")
 CORPUS_COLUMNS = ("text", "source")

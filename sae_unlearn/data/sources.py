@@ -1,4 +1,5 @@
-"""Question sets and corpora from their sources: embedded, hub (wmdp-bio, mmlu, wikitext), files.
+"""Question sets and corpora from their sources: embedded, hub (wmdp-bio, mmlu, mmlu-bio,
+wikitext), files.
 
 Every loader returns a plain pandas frame in the prepared schema, validated and normalised.
 """
@@ -40,6 +41,11 @@ PAPER_MMLU_SUBJECTS = (
     "human_aging",
     "college_computer_science",
 )
+# `mmlu-bio`: the paper's benign biology next to WMDP-bio (the retain_near role).
+MMLU_BIO = "mmlu-bio"
+MMLU_BIO_SUBJECTS = ("college_biology", "high_school_biology")
+# The spec of an optional role that is left out.
+NONE = "none"
 
 
 def _load_hub(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
@@ -56,7 +62,8 @@ def load_questions(
     mmlu_subjects: Iterable[str] = PAPER_MMLU_SUBJECTS,
     embedded_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Questions from `embedded`, `wmdp-bio`, `mmlu` or a local file; validated, normalised."""
+    """Questions from `embedded`, `wmdp-bio`, `mmlu`, `mmlu-bio` or a local file; validated,
+    normalised."""
     if spec == "embedded":
         with embedded_file("questions", role, embedded_dir) as path:
             frame = read_records(path, QUESTION_SUFFIXES)
@@ -68,23 +75,29 @@ def load_questions(
         frame = records_frame(records)
         validate_questions(frame, f"{WMDP_REPO} ({WMDP_BIO_CONFIG}, test)", unique=False)
     elif spec == "mmlu":
-        subjects = list(mmlu_subjects)
-        if not subjects:
-            raise DataError("mmlu: no subjects given. Fix: list them in data.mmlu_subjects.")
-        frames = []
-        for subject in subjects:
-            records = _load_hub(MMLU_REPO, subject, split="test")
-            for rec in records:
-                # Per-subject configs carry `subject`; fill it only if a mirror dropped it.
-                if not is_text(rec.get("subject")):
-                    rec["subject"] = subject
-            frame = records_frame(records)
-            validate_questions(frame, f"{MMLU_REPO} ({subject}, test)", unique=False)
-            frames.append(frame)
-        frame = pd.concat(frames, ignore_index=True)
+        frame = _load_mmlu(list(mmlu_subjects))
+    elif spec == MMLU_BIO:
+        frame = _load_mmlu(list(MMLU_BIO_SUBJECTS))
     else:
         return read_question_file(Path(spec))
     return normalise_questions(frame)
+
+
+def _load_mmlu(subjects: list[str]) -> pd.DataFrame:
+    """`cais/mmlu` test rows of each subject, the subject kept on every row."""
+    if not subjects:
+        raise DataError("mmlu: no subjects given. Fix: list them in data.mmlu_subjects.")
+    frames = []
+    for subject in subjects:
+        records = _load_hub(MMLU_REPO, subject, split="test")
+        for rec in records:
+            # Per-subject configs carry `subject`; fill it only if a mirror dropped it.
+            if not is_text(rec.get("subject")):
+                rec["subject"] = subject
+        frame = records_frame(records)
+        validate_questions(frame, f"{MMLU_REPO} ({subject}, test)", unique=False)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
 
 
 def read_question_file(path: Path, unique: bool = True) -> pd.DataFrame:

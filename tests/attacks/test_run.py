@@ -15,9 +15,9 @@ def test_attack_stage(tmp_path, tiny_model_dir):
     tiny_sae().save_model(sae_dir)
     write_clamp_yaml(clamp_prime(1, list(range(0, 64, 2)), -20.0), tmp_path / "clamp.yaml")
     data = tmp_path / "prepared"
-    data.mkdir()
-    questions(6).to_parquet(data / "forget_questions.parquet")
-    questions(6, "geography", offset=2).to_parquet(data / "retain_questions.parquet")
+    (data / "questions").mkdir(parents=True)
+    questions(6).to_parquet(data / "questions/forget_questions.parquet")
+    questions(6, "geography", offset=2).to_parquet(data / "questions/retain_questions.parquet")
     params = {
         "seed": 0,
         "model": {"dir": str(tiny_model_dir), "dtype": "float32"},

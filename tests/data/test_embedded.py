@@ -58,3 +58,16 @@ def test_embedded_loads_from_any_working_directory(tmp_path, monkeypatch):
         "text": first_doc["text"],
         "source": f"embedded/retain:{first_doc['title']}",
     }
+
+
+def test_embedded_retain_near_refused_until_it_ships(tmp_path):
+    # The embedded retain_near set is drafted in data/staging/ but not shipped yet.
+    with pytest.raises(DataError) as err:
+        load_questions("embedded", "retain_near", embedded_dir=tmp_path)
+    assert str(err.value) == (
+        f"{tmp_path / 'retain_near_questions.jsonl'}: the embedded retain_near questions is not "
+        "shipped yet. Fix: set data.retain_near_questions to `none` (no retain_near role) or to "
+        "`mmlu-bio` or a file in inputs/data/."
+    )
+    with pytest.raises(DataError, match="embedded retain_near corpus is not shipped yet"):
+        load_corpus("embedded", "retain_near", embedded_dir=tmp_path)

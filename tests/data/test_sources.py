@@ -106,28 +106,30 @@ def test_wmdp_bio_loader_still_validates(monkeypatch):
         load_questions("wmdp-bio")
 
 
-def test_mmlu_loader(monkeypatch):
-    # cais/mmlu stores `answer` as a ClassLabel (A..D); to_list gives its int index.
-    features = datasets.Features(
+# cais/mmlu stores `answer` as a ClassLabel (A..D); to_list gives its int index.
+MMLU_FEATURES = datasets.Features(
+    {
+        "question": datasets.Value("string"),
+        "subject": datasets.Value("string"),
+        "choices": datasets.Sequence(datasets.Value("string")),
+        "answer": datasets.ClassLabel(names=["A", "B", "C", "D"]),
+    }
+)
+
+
+def table(subject: str, n: int) -> datasets.Dataset:
+    return datasets.Dataset.from_dict(
         {
-            "question": datasets.Value("string"),
-            "subject": datasets.Value("string"),
-            "choices": datasets.Sequence(datasets.Value("string")),
-            "answer": datasets.ClassLabel(names=["A", "B", "C", "D"]),
-        }
+            "question": [f"{subject} q{i}" for i in range(n)],
+            "subject": [subject] * n,
+            "choices": [["w", "x", "y", "z"]] * n,
+            "answer": [3 - i % 4 for i in range(n)],
+        },
+        features=MMLU_FEATURES,
     )
 
-    def table(subject: str, n: int) -> datasets.Dataset:
-        return datasets.Dataset.from_dict(
-            {
-                "question": [f"{subject} q{i}" for i in range(n)],
-                "subject": [subject] * n,
-                "choices": [["w", "x", "y", "z"]] * n,
-                "answer": [3 - i % 4 for i in range(n)],
-            },
-            features=features,
-        )
 
+def test_mmlu_loader(monkeypatch):
     fake = FakeHub(
         {
             ("cais/mmlu", "human_aging"): table("human_aging", 2),
@@ -145,6 +147,29 @@ def test_mmlu_loader(monkeypatch):
     assert frame["subject"].tolist() == ["human_aging"] * 2 + ["college_computer_science"] * 3
     assert frame["answer"].tolist() == [3, 2, 3, 2, 1]
     assert frame["question"][2] == "college_computer_science q0"
+
+
+def test_mmlu_bio_loader_reads_the_papers_two_biology_subjects(monkeypatch):
+    fake = FakeHub(
+        {
+            ("cais/mmlu", "college_biology"): table("college_biology", 2),
+            ("cais/mmlu", "high_school_biology"): table("high_school_biology", 1),
+        }
+    )
+    monkeypatch.setattr(datasets, "load_dataset", fake)
+    # data.mmlu_subjects is the retain role's; mmlu-bio ignores it.
+    frame = load_questions("mmlu-bio", "retain_near", mmlu_subjects=["human_aging"])
+    assert fake.calls == [
+        ("cais/mmlu", "college_biology", "test"),
+        ("cais/mmlu", "high_school_biology", "test"),
+    ]
+    assert frame["subject"].tolist() == ["college_biology"] * 2 + ["high_school_biology"]
+    assert frame["question"].tolist() == [
+        "college_biology q0",
+        "college_biology q1",
+        "high_school_biology q0",
+    ]
+    assert frame["answer"].tolist() == [3, 2, 3]
 
 
 def test_read_question_file_keeps_repeated_stems(tmp_path):

@@ -73,3 +73,21 @@ def test_named_sources_and_files_inside_their_folder_accepted(tmp_path):
         },
     )
     assert params.get("clamp.csv") == "data/steering/paper_clamp_prime.csv"
+
+
+def test_retain_near_is_off_by_default_and_takes_its_sources(tmp_path):
+    assert Params().get("data.retain_near_corpus") == "none"
+    assert Params().get("data.retain_near_questions") == "none"
+    params = load(
+        tmp_path,
+        {
+            "data": {
+                "retain_near_questions": "mmlu-bio",
+                "retain_near_corpus": "inputs/data/near.jsonl",
+            }
+        },
+    )
+    assert params.get("data.retain_near_questions") == "mmlu-bio"
+    message = refusal(tmp_path, {"data": {"retain_near_questions": str(tmp_path / "nq.jsonl")}})
+    assert "`data.retain_near_questions`" in message
+    assert "data.retain_near_questions: inputs/data/nq.jsonl" in message
