@@ -3,11 +3,19 @@
 Modules: `config` (EvalConfig), `prompts` (the one prompt builder), `requests` (requests
 and their tokenisation), `forward` and `packing` (model calls, prefix trees and masks),
 `scoring` (the scoring engine, dense and packed), `results` (the per-question frame),
-`metrics` (accuracy, bootstrap intervals, alignment), `run` (evaluating question sets).
+`metrics` (accuracy, bootstrap intervals, dev/test halves, alignment), `known` (SAEBench's
+known questions: the letter-format permutation check), `run` (evaluating question sets).
 """
 
 from sae_unlearn.evaluation.config import FORMATS, EvalConfig
 from sae_unlearn.evaluation.forward import output_logits
+from sae_unlearn.evaluation.known import (
+    ORDERINGS,
+    baseline_known_summary,
+    known_correct_summary,
+    known_under_all_orderings,
+    permuted_questions,
+)
 from sae_unlearn.evaluation.metrics import (
     CHANCE,
     accuracy_summary,
@@ -15,6 +23,8 @@ from sae_unlearn.evaluation.metrics import (
     alignment_score,
     bootstrap_ci,
     retention_ratio,
+    role_summary,
+    split_summaries,
 )
 from sae_unlearn.evaluation.prompts import (
     LETTERS,
@@ -27,9 +37,12 @@ from sae_unlearn.evaluation.prompts import (
     target_continuation,
 )
 from sae_unlearn.evaluation.requests import Request, build_requests, encode_pair
-from sae_unlearn.evaluation.results import results_frame
+from sae_unlearn.evaluation.results import read_role_results, results_frame
 from sae_unlearn.evaluation.run import (
+    add_baseline_known,
+    add_steered_known,
     check_baseline_format,
+    check_baseline_results,
     evaluate_questions,
     evaluate_sets,
     load_clamp_hook,
@@ -41,29 +54,40 @@ __all__ = [
     "CHANCE",
     "FORMATS",
     "LETTERS",
+    "ORDERINGS",
     "SUBJECT_NAMES",
     "EvalConfig",
     "Request",
     "accuracy_summary",
     "add_alignment",
+    "add_baseline_known",
+    "add_steered_known",
     "alignment_score",
     "answer_continuations",
+    "baseline_known_summary",
     "bootstrap_ci",
     "build_requests",
     "check_baseline_format",
+    "check_baseline_results",
     "continuation_logprobs",
     "encode_pair",
     "evaluate_questions",
     "evaluate_sets",
     "format_prompt",
+    "known_correct_summary",
+    "known_under_all_orderings",
     "load_clamp_hook",
     "maybe_steer",
     "output_logits",
+    "permuted_questions",
     "prompt_texts",
     "question_body",
+    "read_role_results",
     "results_frame",
     "retention_ratio",
+    "role_summary",
     "score_sequences",
+    "split_summaries",
     "subject_description",
     "target_continuation",
 ]

@@ -1,8 +1,10 @@
-"""The per-question results frame: log-likelihoods, chosen answers and correctness."""
+"""The per-question results frame: log-likelihoods, chosen answers and correctness; reading
+a stage's results back."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,3 +38,14 @@ def results_frame(
             }
         )
     return pd.DataFrame(rows)
+
+
+def read_role_results(folder: Path, roles: Sequence[str]) -> dict[str, tuple[pd.DataFrame, str]]:
+    """The per-question results `{role}.parquet` in `folder` of each role that has them,
+    with the path they came from."""
+    out = {}
+    for role in roles:
+        path = Path(folder) / f"{role}.parquet"
+        if path.is_file():
+            out[role] = (pd.read_parquet(path), str(path))
+    return out

@@ -9,8 +9,15 @@ import pandas as pd
 from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from sae_unlearn.data.splits import question_splits
 from sae_unlearn.evaluation.config import EvalConfig
-from sae_unlearn.evaluation.metrics import accuracy_summary
+from sae_unlearn.evaluation.known import (
+    baseline_known_summary,
+    known_correct_summary,
+    known_under_all_orderings,
+    permuted_questions,
+)
+from sae_unlearn.evaluation.metrics import role_summary
 from sae_unlearn.evaluation.requests import build_requests, encode_requests, per_request
 from sae_unlearn.evaluation.results import results_frame
 from sae_unlearn.evaluation.scoring import continuation_logprobs, score_sequences
@@ -67,16 +74,77 @@ def evaluate_sets(
     hook: ClampHook | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Per-question results of each named set, and the metrics: the format and each set's
-    accuracy summary."""
+    """Per-question results of each named set (with each question's `split`), and the
+    metrics: the format and each set's accuracy summary with its dev and test halves."""
     results = {}
     for role, questions in sets.items():
         with maybe_steer(model, hook):
-            results[role] = evaluate_questions(model, tokenizer, questions, cfg, progress=progress)
+            frame = evaluate_questions(model, tokenizer, questions, cfg, progress=progress)
+        frame["split"] = question_splits(frame["question"])
+        results[role] = frame
     metrics: dict = {"format": cfg.format}
     for role, frame in results.items():
-        metrics[role] = accuracy_summary(frame, cfg.bootstrap, cfg.seed)
+        metrics[role] = role_summary(frame, cfg.bootstrap, cfg.seed)
     return results, metrics
+
+
+def add_baseline_known(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    sets: dict[str, pd.DataFrame],
+    results: dict[str, pd.DataFrame],
+    metrics: dict,
+    cfg: EvalConfig,
+    progress: bool = False,
+) -> None:
+    """Mark the questions the unsteered model knows (a `known` column in `results`) and count
+    them in `metrics[role]["known_correct"]`: cloze, correct as scored; letter, correct under
+    all 24 orderings of the choices (24 times the scoring, letter format only)."""
+    for role, frame in results.items():
+        if cfg.format == "letter":
+            permuted = permuted_questions(sets[role])
+            scored = evaluate_questions(model, tokenizer, permuted, cfg, progress=progress)
+            known = known_under_all_orderings(scored, len(frame))
+        else:
+            known = frame["correct"].to_numpy(bool)
+        frame["known"] = known
+        metrics[role]["known_correct"] = baseline_known_summary(known)
+
+
+def check_baseline_results(baseline: pd.DataFrame, steered: pd.DataFrame, source: str) -> None:
+    """The baseline's per-question results must be of the same questions, in the same order."""
+    if "known" not in baseline.columns:
+        raise ValueError(f"{source} has no `known` column; rerun evaluate-baseline")
+    if baseline["question"].tolist() != steered["question"].tolist():
+        rows = [
+            i + 1
+            for i, (a, b) in enumerate(zip(baseline["question"], steered["question"], strict=False))
+            if a != b
+        ]
+        where = f"first different row {rows[0]}" if rows else "different row counts"
+        raise ValueError(
+            f"{source} holds {len(baseline)} results for other questions than the "
+            f"{len(steered)} scored now ({where}); rerun evaluate-baseline"
+        )
+
+
+def add_steered_known(
+    results: dict[str, pd.DataFrame],
+    baseline_results: dict[str, tuple[pd.DataFrame, str]],
+    metrics: dict,
+    cfg: EvalConfig,
+) -> None:
+    """SAEBench's view: each role's steered accuracy on the questions the baseline knows
+    (`baseline_results`: role -> (the baseline's per-question results, where they came from))."""
+    for role, frame in results.items():
+        if role not in baseline_results:
+            continue
+        baseline, source = baseline_results[role]
+        check_baseline_results(baseline, frame, source)
+        known = baseline["known"].to_numpy(bool)
+        metrics[role]["known_correct"] = known_correct_summary(
+            frame["correct"].to_numpy(bool), known, cfg.bootstrap, cfg.seed
+        )
 
 
 def check_baseline_format(baseline: dict, fmt: str, source: str) -> None:

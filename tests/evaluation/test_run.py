@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from sae_unlearn.attacks.fewshot import draw_shots
+from sae_unlearn.data.splits import question_split
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.evaluation.requests import build_requests
 from sae_unlearn.evaluation.run import (
@@ -67,3 +68,7 @@ def test_evaluate_sets_steers_every_set(tiny_model, hook):
     assert metrics["retain"]["acc"] == pytest.approx(plain["retain"]["correct"].mean())
     for role in sets:
         assert plain[role]["loglik"].tolist() != steered[role]["loglik"].tolist()
+        halves = [question_split(q) for q in sets[role]["question"]]
+        assert plain[role]["split"].tolist() == halves
+        assert metrics[role]["dev"].get("n") == halves.count("dev")
+        assert metrics[role]["test"].get("n") == halves.count("test")
