@@ -1,4 +1,10 @@
-"""evaluate-baseline and evaluate: multiple-choice accuracy, unsteered and steered."""
+"""evaluate-baseline and evaluate: multiple-choice accuracy of every role, unsteered and
+steered.
+
+Every role with a question set is scored: forget and retain always, retain_near when its set
+was prepared (or given). The baseline marks the questions it knows (SAEBench's view); the
+steered stage reads those per-question results for its known-correct accuracy.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +14,19 @@ import typer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
-from sae_unlearn.data import DataError, prepared_path, read_question_file
+from sae_unlearn.data import ALL_ROLES, ROLES, DataError, prepared_path, read_question_file
 from sae_unlearn.evaluation import (
     EvalConfig,
     add_alignment,
+    add_baseline_known,
+    add_steered_known,
     check_baseline_format,
     evaluate_sets,
     load_clamp_hook,
+    read_role_results,
 )
 from sae_unlearn.io import read_json, write_json, write_parquet
 from sae_unlearn.models import load_model
-
-ROLES = ("forget", "retain")
 
 
 def eval_config(p: Params, fmt: str | None, batch_size: int | None) -> EvalConfig:
@@ -31,47 +38,73 @@ def eval_config(p: Params, fmt: str | None, batch_size: int | None) -> EvalConfi
     )
 
 
-def question_paths(
-    p: Params, forget_questions: Path | None, retain_questions: Path | None
-) -> tuple[Path, Path]:
-    """The question files to score: the options, else the prepared sets in `data.dir`."""
+def question_paths(p: Params, options: dict[str, Path | None]) -> dict[str, Path]:
+    """The question file of each role to score: its option, else the prepared set in
+    `data.dir`; an optional role only when given or prepared."""
     data_dir = Path(p.get("data.dir"))
-    return (
-        Path(forget_questions or prepared_path(data_dir, "forget", "questions")),
-        Path(retain_questions or prepared_path(data_dir, "retain", "questions")),
-    )
+    paths = {}
+    for role in ALL_ROLES:
+        path = Path(options.get(role) or prepared_path(data_dir, role, "questions"))
+        if role in ROLES or path.exists():
+            paths[role] = path
+    return paths
 
 
 def run_evaluation(
     p: Params,
     cfg: EvalConfig,
-    question_files: tuple[Path, Path],
+    question_files: dict[str, Path],
     out_dir: Path,
     model_dir: Path,
     clamp: Path | None = None,
     sae_dir: Path | None = None,
+    baseline_results: Path | None = None,
+    mark_known: bool = False,
 ) -> dict:
-    """Load, evaluate forget and retain (steered when `clamp` is given), write per-question
-    results; returns the metrics."""
+    """Load, evaluate every role (steered when `clamp` is given), write per-question results;
+    returns the metrics. `mark_known` (the baseline) marks the questions the model knows;
+    `baseline_results` (a baseline's results folder) scores the known ones."""
     with record_run_time():
         model, tokenizer = load_model(str(model_dir), p.get("model.dtype"))
         try:
-            sets = {
-                role: read_question_file(path, unique=False)
-                for role, path in zip(ROLES, question_files, strict=True)
-            }
+            sets = {role: read_question_file(path, False) for role, path in question_files.items()}
         except DataError as exc:
             raise typer.BadParameter(str(exc)) from exc
         hook = load_clamp_hook(model, sae_dir, clamp) if clamp is not None else None
         results, metrics = evaluate_sets(model, tokenizer, sets, cfg, hook, progress=True)
-        for role, frame in results.items():
-            write_parquet(out_dir / f"{role}.parquet", frame)
+        if mark_known:
+            add_baseline_known(model, tokenizer, sets, results, metrics, cfg, progress=True)
+        elif baseline_results is not None:
+            known = read_role_results(baseline_results, list(results))
+            for role in sorted(set(results) - set(known)):
+                typer.echo(f"{baseline_results} has no {role} results: no {role} known_correct")
+            try:
+                add_steered_known(results, known, metrics, cfg)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from exc
+        for role in ALL_ROLES:
+            if role in results:
+                write_parquet(out_dir / f"{role}.parquet", results[role])
+            else:  # a role scored in an earlier run and left out now
+                (out_dir / f"{role}.parquet").unlink(missing_ok=True)
     return metrics
+
+
+def summary_line(kind: str, result: dict) -> str:
+    parts = [f"{role} {result[role]['acc']:.3f}" for role in ALL_ROLES if role in result]
+    line = f"{kind} " + ", ".join(parts)
+    for key in ("alignment", "alignment_near"):
+        if key in result:
+            line += f", {key} {result[key]:.3f}"
+    return line
 
 
 QuestionOptions = {
     "forget_questions": typer.Option(None, help="forget questions (cais/wmdp schema)"),
     "retain_questions": typer.Option(None, help="retain questions (cais/wmdp schema)"),
+    "retain_near_questions": typer.Option(
+        None, help="retain_near questions (default: the prepared set, when there is one)"
+    ),
 }
 
 
@@ -79,25 +112,27 @@ def baseline_command(
     model_dir: Path | None = typer.Option(None, help="model directory"),
     forget_questions: Path | None = QuestionOptions["forget_questions"],
     retain_questions: Path | None = QuestionOptions["retain_questions"],
+    retain_near_questions: Path | None = QuestionOptions["retain_near_questions"],
     out: Path | None = typer.Option(None, help="directory for per-question results"),
     metrics: Path | None = typer.Option(None, help="metrics JSON"),
     format: str | None = typer.Option(None, help="cloze | letter"),
     batch_size: int | None = typer.Option(None),
     params: Path = ParamsOption,
 ) -> None:
-    """Accuracy of the unsteered model (never reruns for a clamp change)."""
+    """Accuracy of the unsteered model, and the questions it knows (never reruns for a clamp
+    change)."""
     p = Params.load(params)
+    files = dict(forget=forget_questions, retain=retain_questions)
     result = run_evaluation(
         p,
         eval_config(p, format, batch_size),
-        question_paths(p, forget_questions, retain_questions),
+        question_paths(p, files | {"retain_near": retain_near_questions}),
         Path(out or Path(p.get("evaluate.dir")) / "baseline"),
         Path(p.pick(model_dir, "model.dir")),
+        mark_known=True,
     )
     write_json(p.pick(metrics, "evaluate.baseline_metrics"), result)
-    typer.echo(
-        f"baseline forget {result['forget']['acc']:.3f}, retain {result['retain']['acc']:.3f}"
-    )
+    typer.echo(summary_line("baseline", result))
 
 
 def steered_command(
@@ -106,8 +141,12 @@ def steered_command(
     clamp: str | None = typer.Option(None, help="clamp config YAML, or `none` for unsteered"),
     forget_questions: Path | None = QuestionOptions["forget_questions"],
     retain_questions: Path | None = QuestionOptions["retain_questions"],
+    retain_near_questions: Path | None = QuestionOptions["retain_near_questions"],
     baseline: str | None = typer.Option(
         None, help="baseline metrics JSON for alignment, or `none`"
+    ),
+    baseline_results: str | None = typer.Option(
+        None, help="baseline per-question results folder for known_correct, or `none`"
     ),
     out: Path | None = typer.Option(None, help="directory for per-question results"),
     metrics: Path | None = typer.Option(None, help="metrics JSON"),
@@ -121,15 +160,18 @@ def steered_command(
     clamp_file = None if str(clamp_path).lower() == "none" else Path(clamp_path)
     if clamp_file is not None and not clamp_file.exists():
         raise typer.BadParameter(f"{clamp_file} does not exist; run `sae-unlearn clamp-config`")
+    known_dir = baseline_results or str(Path(p.get("evaluate.dir")) / "baseline")
     cfg = eval_config(p, format, batch_size)
+    files = dict(forget=forget_questions, retain=retain_questions)
     result = run_evaluation(
         p,
         cfg,
-        question_paths(p, forget_questions, retain_questions),
+        question_paths(p, files | {"retain_near": retain_near_questions}),
         Path(out or Path(p.get("evaluate.dir")) / "steered"),
         Path(p.pick(model_dir, "model.dir")),
         clamp=clamp_file,
         sae_dir=Path(p.pick(sae_dir, "sae.dir")),
+        baseline_results=None if known_dir.lower() == "none" else Path(known_dir),
     )
     baseline_path = p.pick(baseline, "evaluate.baseline_metrics")
     if str(baseline_path).lower() != "none" and Path(baseline_path).exists():
@@ -140,7 +182,4 @@ def steered_command(
             raise typer.BadParameter(str(exc)) from exc
         add_alignment(result, base, p.get("evaluate.primary_metric"))
     write_json(p.pick(metrics, "evaluate.steered_metrics"), result)
-    line = f"steered forget {result['forget']['acc']:.3f}, retain {result['retain']['acc']:.3f}"
-    if "alignment" in result:
-        line += f", alignment {result['alignment']:.3f}"
-    typer.echo(line)
+    typer.echo(summary_line("steered", result))

@@ -1,0 +1,103 @@
+"""evaluate-baseline and evaluate on a tiny model: every present role, dev/test halves,
+known-correct accuracy, and no retain_near keys when there is no retain_near set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from sae_unlearn.steering import clamp_prime, write_clamp_yaml
+from tests.evaluation.helpers import questions, tiny_sae
+
+POOLED = ["acc", "acc_ci", "acc_norm", "acc_norm_ci", "n", "by_subject"]
+
+
+@pytest.fixture
+def stage_dir(tmp_path, tiny_model_dir) -> Path:
+    tiny_sae().save_model(tmp_path / "sae")
+    write_clamp_yaml(clamp_prime(1, list(range(0, 64, 2)), -20.0), tmp_path / "clamp/clamp.yaml")
+    data = tmp_path / "prepared/questions"
+    data.mkdir(parents=True)
+    questions(6).to_parquet(data / "forget_questions.parquet")
+    questions(5, "geography", offset=2).to_parquet(data / "retain_questions.parquet")
+    params = {
+        "model": {"dir": str(tiny_model_dir)},
+        "data": {"dir": str(tmp_path / "prepared")},
+        "sae": {"dir": str(tmp_path / "sae")},
+        "clamp": {"dir": str(tmp_path / "clamp")},
+        "evaluate": {
+            "batch_size": 8,
+            "bootstrap": 50,
+            "dir": str(tmp_path / "results"),
+            "baseline_metrics": str(tmp_path / "baseline.json"),
+            "steered_metrics": str(tmp_path / "steered.json"),
+        },
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return tmp_path
+
+
+def run_stages(folder: Path, *extra: str) -> tuple[dict, dict]:
+    params = ["--params", str(folder / "params.yaml")]
+    for stage in ("evaluate-baseline", "evaluate"):
+        result = CliRunner().invoke(app, [stage, *params, *extra])
+        assert result.exit_code == 0, result.output
+    return (
+        json.loads((folder / "baseline.json").read_text()),
+        json.loads((folder / "steered.json").read_text()),
+    )
+
+
+def test_two_roles_keep_todays_keys_and_add_halves_and_known(stage_dir):
+    baseline, steered = run_stages(stage_dir)
+    assert list(baseline) == ["format", "forget", "retain"]
+    assert list(steered) == [
+        "format", "forget", "retain", "alignment", "retain_ratio", "forget_ratio",
+        "r_forget", "r_retain", "primary_metric", "retain_kept_99", "dev", "test",
+    ]  # fmt: skip
+    for metrics in (baseline, steered):
+        for role in ("forget", "retain"):
+            assert list(metrics[role]) == [*POOLED, "dev", "test", "known_correct"]
+            assert metrics[role]["dev"]["n"] + metrics[role]["test"]["n"] == metrics[role]["n"]
+    base_results = pd.read_parquet(stage_dir / "results/baseline/forget.parquet")
+    # The tiny model answers the third forget question only (cloze), steered or not.
+    assert base_results["known"].tolist() == [False, False, True, False, False, False]
+    assert base_results["known"].tolist() == base_results["correct"].tolist()
+    assert baseline["forget"]["known_correct"] == {"n": 1, "share": pytest.approx(1 / 6)}
+    assert steered["forget"]["known_correct"]["acc"] == 1.0
+    assert steered["forget"]["known_correct"]["n"] == 1
+    assert not (stage_dir / "results/baseline/retain_near.parquet").exists()
+
+
+def test_retain_near_scored_when_prepared_or_given(stage_dir):
+    _, two_roles = run_stages(stage_dir)
+    near = questions(4, "botany", offset=5)
+    near.to_parquet(stage_dir / "prepared/questions/retain_near_questions.parquet")
+    baseline, steered = run_stages(stage_dir)
+    assert list(baseline) == ["format", "forget", "retain", "retain_near"]
+    assert baseline["retain_near"]["n"] == 4
+    assert list(baseline["retain_near"]["by_subject"]) == ["botany"]
+    # All four fall in the test half; the model answers one, steered or not.
+    assert baseline["retain_near"]["dev"] == {"n": 0}
+    assert baseline["retain_near"]["test"]["n"] == 4
+    assert baseline["retain_near"]["acc"] == steered["retain_near"]["acc"] == 0.25
+    assert steered["retain_near"]["known_correct"]["n"] == 1
+    assert steered["retain_near_ratio"] == 1.0
+    # Forget accuracy is the same steered (1/6, below chance): R_forget = 1, alignments 0.
+    assert steered["alignment_near"] == steered["alignment"] == 0.0
+    assert "alignment_near" in steered["test"] and "alignment_near" not in steered["dev"]
+    # Adding the role changes none of the two-role figures.
+    for key in ("forget", "retain", "alignment", "retain_ratio"):
+        assert steered[key] == two_roles[key]
+
+    # The option names a set outside data.dir; the prepared one is then ignored.
+    other = stage_dir / "near.parquet"
+    questions(3, "zoology", offset=1).to_parquet(other)
+    baseline, steered = run_stages(stage_dir, "--retain-near-questions", str(other))
+    assert baseline["retain_near"]["n"] == 3 and steered["retain_near"]["n"] == 3
