@@ -19,7 +19,7 @@ import typer
 
 from pipeline.params import Params, ParamsOption
 from sae_unlearn.io import read_json
-from sae_unlearn.reporting.compare import Experiment, write_comparison
+from sae_unlearn.reporting.compare import Experiment, unlearning_score_line, write_comparison
 from sae_unlearn.reporting.constants import PAPER_MODEL
 from sae_unlearn.reporting.format import flatten
 
@@ -137,7 +137,8 @@ def command(
     out_dir: Path | None = typer.Option(None, help="where compare.md/.csv and pareto.png go"),
     params: Path = ParamsOption,
 ) -> None:
-    """Compare experiments: differing params, forget/retain accuracy, alignment, Pareto front."""
+    """Compare experiments: differing params, forget/retain accuracy, alignment, Pareto front,
+    and SAEBench's unlearning score (from known-correct accuracy)."""
     p = Params.load(params)
     if metrics:
         experiments, skipped = explicit_experiments(metrics), []
@@ -155,6 +156,9 @@ def command(
         f"{len(table)} experiments -> {out}/compare.md, compare.csv, pareto.png; "
         f"Pareto front: {', '.join(on_front) or 'none'}"
     )
+    score = unlearning_score_line(table) if len(table) else None
+    if score:
+        typer.echo(score)
     for line in skipped:
         typer.echo(f"skipped {line}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,6 +15,7 @@ from sae_unlearn.reporting.compare import (
     comparison_markdown,
     comparison_table,
     pareto_front,
+    unlearning_score,
 )
 from tests.reporting.helpers import evaluation_metrics, md_tables, run, write_json
 
@@ -403,3 +405,64 @@ def test_comparison_markdown_without_experiments():
         "Paper reference (gemma-2-2b, refusal-clamp): forget 0.5860 -> 0.2718, alignment "
         "0.8226 (retain 0.5348 derived from the alignment, not reported).\n"
     )
+
+
+def known(forget: float | None, retain: float | None, near: float | None = None) -> dict:
+    """Steered metrics with known-correct accuracies (None: an older run without them)."""
+    metrics: dict = {"forget": {"acc": 0.4}, "retain": {"acc": 0.6}, "alignment": 0.5}
+    if forget is not None:
+        metrics["forget"]["known_correct"] = {"acc": forget, "n": 50, "share": 0.5}
+        metrics["retain"]["known_correct"] = {"acc": retain, "n": 40, "share": 0.5}
+    if near is not None:
+        metrics["retain_near"] = {"acc": near}
+        metrics["alignment_near"] = 0.25
+    return metrics
+
+
+def test_saebench_unlearning_score_by_hand():
+    experiments = [
+        Experiment("kept", {}, known(0.2, 1.0)),
+        Experiment("breaks_retain", {}, known(0.1, 0.98)),  # forgets more, but retain < 0.99
+        Experiment("at_the_line", {}, known(0.3, 0.99)),
+        Experiment("old_run", {}, known(None, None, near=0.7)),
+    ]
+    table = comparison_table(experiments)
+    assert list(table.columns) == [
+        "experiment",
+        "rev",
+        "metric",
+        "forget_acc",
+        "retain_acc",
+        "alignment",
+        "retain_kept_99",
+        "retain_near_acc",
+        "alignment_near",
+        "forget_known_acc",
+        "retain_known_acc",
+        "pareto",
+    ]
+    rows = table.set_index("experiment")
+    assert rows.loc["old_run", "retain_near_acc"] == 0.7
+    assert np.isnan(rows.loc["kept", "retain_near_acc"])
+    assert np.isnan(rows.loc["old_run", "forget_known_acc"])
+    # 1 - the lowest forget known-correct accuracy among kept and at_the_line: 1 - 0.2.
+    assert unlearning_score(table) == (pytest.approx(0.8), "kept")
+    md = comparison_markdown(table, None, reference=False)
+    assert "SAEBench unlearning score: 0.8000 (kept)" in md
+    # No experiment keeps retain: SAEBench's score is 0.
+    assert unlearning_score(comparison_table([experiments[1]])) == (0.0, None)
+    # Without known-correct metrics there is no score, and today's columns only.
+    old = comparison_table([Experiment("a", {}, known(None, None))])
+    assert unlearning_score(old) is None
+    assert "forget_known_acc" not in old.columns and "retain_near_acc" not in old.columns
+
+
+def test_compare_prints_the_unlearning_score(project: Path):
+    write_json(project / "runs/a/steered.json", known(0.25, 0.995))
+    write_json(project / "runs/b/steered.json", known(0.05, 0.9))
+    result = run(
+        compare.command, ["--metrics", "runs/a/steered.json", "--metrics", "runs/b/steered.json"]
+    )
+    assert "SAEBench unlearning score: 0.7500 (a)" in result.output
+    table = pd.read_csv(project / "reports/compare/compare.csv").set_index("experiment")
+    assert table.loc["b", "forget_known_acc"] == 0.05
