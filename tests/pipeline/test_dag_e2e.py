@@ -1,7 +1,8 @@
 """End to end: the real `dvc repro` and `dvc exp run` on a tiny configuration.
 
 The project is copied into a temporary git repo with a tiny random Gemma 3 model, tiny
-corpora and question sets, and the default clamp mode; the tests check that two runs give
+corpora and question sets for all three roles (forget, retain, retain_near), and the default
+clamp mode; the tests check that two runs give
 the same output hashes, which stages run after a parameter or code change, that a misspelt
 key is refused, and that a teammate's clone pulls the cached activations instead of
 recomputing them.
@@ -31,6 +32,10 @@ FORGET_DOCS = [
     "Antibodies made by B cells bind antigens; T cells kill infected cells. " * 6,
     "Mosquitoes spread malaria. Vaccines train immunity. The mitochondria make energy. " * 6,
 ]
+NEAR_DOCS = [
+    "The heart pumps blood; the lungs exchange oxygen; leaves make sugar from light. " * 6,
+    "Genes are inherited from both parents; natural selection shapes species. " * 6,
+]
 RETAIN_DOCS = [
     "Paris is the capital of France and the Nile is the longest river in Africa. " * 6,
     "A compiler translates source code; a sorting algorithm orders a list. " * 6,
@@ -38,13 +43,13 @@ RETAIN_DOCS = [
 ]
 
 
-def questions(subjects: list[str]) -> list[dict]:
+def questions(subjects: list[str], prefix: str = "Q") -> list[dict]:
     rows = []
     for i, text in enumerate(TRAINING_TEXT[:6]):
         words = text.split()
         rows.append(
             {
-                "question": f"Q{i}: {' '.join(words[:5])}?",
+                "question": f"{prefix}{i}: {' '.join(words[:5])}?",
                 "choices": [words[5], words[6], words[7], f"{words[8]} x"],
                 "answer": i % 4,
                 "subject": subjects[i % len(subjects)],
@@ -65,6 +70,8 @@ def tiny_params() -> dict:
         retain_corpus="inputs/data/retain_corpus.jsonl",
         forget_questions="inputs/data/forget_questions.jsonl",
         retain_questions="inputs/data/retain_questions.jsonl",
+        retain_near_corpus="inputs/data/retain_near_corpus.jsonl",
+        retain_near_questions="inputs/data/retain_near_questions.jsonl",
     )
     params["cache"].update(layers=[1], seq_len=32, batch_size=4, max_tokens=320)
     params["sae"]["layer"] = 1
@@ -144,6 +151,8 @@ def tiny_repo(tmp_path_factory):
     write_jsonl(inputs / "retain_corpus.jsonl", [{"text": t} for t in RETAIN_DOCS])
     write_jsonl(inputs / "forget_questions.jsonl", questions(["virology", "immunology"]))
     write_jsonl(inputs / "retain_questions.jsonl", questions(["geography", "history"]))
+    write_jsonl(inputs / "retain_near_corpus.jsonl", [{"text": t} for t in NEAR_DOCS])
+    write_jsonl(inputs / "retain_near_questions.jsonl", questions(["botany", "anatomy"], "N"))
     for name in ("dvc.yaml", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, repo / name)
     (repo / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
@@ -175,8 +184,15 @@ def test_repro_runs_every_stage_and_writes_metrics(tiny_repo):
     sae = json.loads((repo / "metrics/sae.json").read_text())
     assert sae["n_tokens"] > 0 and 0.0 <= sae["dead_fraction"] <= 1.0
     steered = json.loads((repo / "metrics/steered.json").read_text())
-    assert {"alignment", "retain_ratio"} <= set(steered)
-    assert steered["forget"]["n"] == 6 and steered["retain"]["n"] == 6
+    baseline = json.loads((repo / "metrics/baseline.json").read_text())
+    assert {"alignment", "retain_ratio", "alignment_near", "retain_near_ratio"} <= set(steered)
+    assert list(baseline) == ["format", "forget", "retain", "retain_near"]
+    for role in ("forget", "retain", "retain_near"):
+        assert steered[role]["n"] == 6 and baseline[role]["n"] == 6
+        assert steered[role]["dev"]["n"] + steered[role]["test"]["n"] == 6
+        assert steered[role]["known_correct"]["n"] == baseline[role]["known_correct"]["n"]
+    assert set(steered["retain_near"]["by_subject"]) == {"botany", "anatomy"}
+    assert (repo / "data/prepared/retain_near_corpus.parquet").exists()
     clamp = yaml.safe_load((repo / "data/clamp/clamp.yaml").read_text())
     assert clamp["mode"] == "gated_clamp" and len(clamp["rows"]) == 3
     assert {row["hook_action"] for row in clamp["rows"]} == {"clamp_gated"}
