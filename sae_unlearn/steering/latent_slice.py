@@ -83,6 +83,11 @@ class LatentSlice(nn.Module):
             return (x - mu) / (std + 1e-5), std
         return x, 1.0
 
+    def decode_delta(self, delta_f: torch.Tensor) -> torch.Tensor:
+        """The residual change `[..., d_in]` of a change in the slice's latents (no b_dec:
+        it cancels between the edited and unedited decodes)."""
+        return delta_f @ self.W_dec
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Activations of the slice's latents, `[..., len(index)]`, exactly as the SAE's."""
         sae_in = x - self.b_dec_in
