@@ -14,7 +14,7 @@ from tests.steering.reference import reference_edit, reference_steer
 from tests.tiny import D_IN, firing_latents, random_sae
 
 
-@pytest.mark.parametrize("kind", ["jumprelu", "standard", "topk"])
+@pytest.mark.parametrize("kind", ["jumprelu", "standard", "topk", "topk_rescaled"])
 @pytest.mark.parametrize("mode", ["clamp_prime", "refusal_clamp", "gated_clamp"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_hook_equals_full_encode_clamp_decode(kind, mode, dtype):
@@ -36,6 +36,29 @@ def test_hook_equals_full_encode_clamp_decode(kind, mode, dtype):
     # float32 rounds differently along the two paths at |h| ~ 50; float64 shows exactness.
     rtol = 1e-5 if dtype == torch.float32 else 0
     torch.testing.assert_close(got, expected, rtol=rtol, atol=1e-5)
+
+
+def test_topk_decoder_norm_handled_as_sae_lens_does():
+    sae = random_sae("topk_rescaled").double()
+    norms = sae.W_dec.norm(dim=-1)
+    assert norms.min() < 0.5 and norms.max() > 2.0  # far from unit norm
+    # float32 values: sae-lens casts its input to the config dtype (float32) first
+    h = (torch.randn(2, 6, D_IN) * 2).double()
+    hook = ClampHook(sae, clamp_prime(0, firing_latents(sae, h, 4), -30.0))
+    with torch.no_grad():
+        f = sae.encode(h)  # sae-lens: pre-activations times the decoder norms
+        torch.testing.assert_close(
+            hook.slice.encode(h), f[..., hook.slice.index], rtol=0, atol=1e-12
+        )
+        # sae-lens decodes `f / norm @ W_dec`: the residual change of an edit is scaled likewise
+        delta = torch.zeros_like(f)
+        delta[..., hook.slice.index] = 1.5
+        torch.testing.assert_close(
+            hook.slice.decode_delta(delta[..., hook.slice.index]),
+            sae.decode(f + delta) - sae.decode(f),
+            rtol=0,
+            atol=1e-12,
+        )
 
 
 def test_hook_matches_trained_sae_format(tmp_path):
