@@ -11,6 +11,8 @@
                    any `clamp_gated` latent i has f_i > clamp_value (its calibrated
                    threshold) and stays open for the rest of the sequence; where it is
                    open and f_i > 0, f_i = steering_coefficient (see `gate.py`).
+No action edits or reads BOS (each row's first real token) or pads (see `hook.py`). One
+latent is edited by at most one row; the `clamp_refusal` rows of one refuse_id are one edit.
 """
 
 from __future__ import annotations
