@@ -193,8 +193,10 @@ def advance(where: Where, gate: torch.Tensor) -> SequenceState:
     first = where.offset + gate.long().argmax(-1)
     fresh = torch.where(gate.any(-1), first, NEVER)
     opened = torch.where(where.carry.to(gate.device), where.opened.to(gate.device), fresh)
+    if where.cache is None:  # a cache the model makes itself is not seen: no identity check
+        return SequenceState(opened.detach(), where.offset + length, None, False)
     try:
-        cache = weakref.ref(where.cache) if where.cache is not None else None
-    except TypeError:  # e.g. legacy tuple caches, new each step: no identity check
+        cache = weakref.ref(where.cache)
+    except TypeError:  # e.g. legacy tuple caches, new each step
         return SequenceState(opened.detach(), where.offset + length, None, False)
     return SequenceState(opened.detach(), where.offset + length, cache)

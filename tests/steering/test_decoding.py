@@ -86,3 +86,20 @@ def test_a_new_prompt_starts_with_a_closed_gate(setup, tmp_path):
     # A gate left open would have steered every token of the second prompt.
     with steer(model, ClampHook(sae, gated_clamp(LAYER, list(GATED), [-1.0] * 4, -30.0))):
         assert generate(model, tokenizer, [closed])[0] != expected
+
+
+@torch.no_grad()
+def test_a_hand_written_cached_loop_equals_whole_sequence_greedy(setup, tmp_path):
+    # No mask and no positions: the hook counts cached columns; the model makes the cache.
+    model, tokenizer, sae = setup
+    cfg = config("gated_clamp", tmp_path)
+    for prompt in (PROMPTS[0], PROMPTS[7]):  # gate opens in the prompt; mid-generation
+        ids = tokenizer(prompt)["input_ids"]
+        expected = oracle_greedy(model, sae, cfg, ids, tokenizer.eos_token_id)
+        new = []
+        with steer(model, ClampHook(sae, cfg)):
+            out = model(input_ids=torch.tensor([ids]), use_cache=True)
+            while len(new) < len(expected):
+                new.append(int(out.logits[0, -1].argmax()))
+                out = model(input_ids=torch.tensor([new[-1:]]), cache=out.cache, use_cache=True)
+        assert new == expected

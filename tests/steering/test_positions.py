@@ -1,3 +1,5 @@
+import weakref
+
 import pytest
 import torch
 
@@ -77,9 +79,12 @@ def test_a_continuation_needs_the_state_of_the_same_sequences():
     short = SequenceState(torch.full((2,), NEVER), 3, None, cache_checked=False)
     with pytest.raises(ValueError, match="saw only 3"):
         plan(inputs, short, gated=True)
-    elsewhere = SequenceState(torch.full((2,), NEVER), 4, None)
+    other_cache = FakeCache(4)
+    elsewhere = SequenceState(torch.full((2,), NEVER), 4, weakref.ref(other_cache))
     with pytest.raises(ValueError, match="KV cache the gated clamp did not see"):
         plan(inputs, elsewhere, gated=True)
+    same = SequenceState(torch.tensor([2, NEVER]), 4, weakref.ref(cache))
+    assert plan(inputs, same, gated=True).carry.tolist() == [True, False]
 
 
 def test_gate_state_follows_columns_and_cropped_caches():
