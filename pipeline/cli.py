@@ -1,4 +1,5 @@
-"""The `sae-unlearn` console script: one sub-command per DVC stage."""
+"""The `sae-unlearn` console script: one sub-command per DVC stage, and `compare` and
+`generate`, which are not stages."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pipeline import (
     clamp_config,
     compare,
     evaluate,
+    generate,
     prepare_data,
     prepare_model,
     report,
@@ -35,6 +37,7 @@ app.command("evaluate")(evaluate.steered_command)
 app.command("attack")(attack.command)
 app.command("report")(report.command)
 app.command("compare")(compare.command)
+app.command("generate")(generate.command)
 
 if __name__ == "__main__":
     app()

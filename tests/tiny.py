@@ -104,11 +104,16 @@ D_IN, D_SAE = 32, 64
 
 
 def random_sae(kind: str, seed: int = 0):
+    """A random sae-lens SAE: `jumprelu`, `standard`, `topk`, or `topk_rescaled` (a TopK SAE
+    with `rescale_acts_by_decoder_norm`, its decoder rows of norms 0.2-3)."""
     torch.manual_seed(seed)
     if kind == "jumprelu":
         sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=D_IN, d_sae=D_SAE))
-    elif kind == "topk":
-        sae = TopKSAE(TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=8))
+    elif kind in ("topk", "topk_rescaled"):
+        rescale = kind == "topk_rescaled"
+        sae = TopKSAE(
+            TopKSAEConfig(d_in=D_IN, d_sae=D_SAE, k=8, rescale_acts_by_decoder_norm=rescale)
+        )
     else:
         sae = StandardSAE(StandardSAEConfig(d_in=D_IN, d_sae=D_SAE))
     with torch.no_grad():
@@ -118,6 +123,10 @@ def random_sae(kind: str, seed: int = 0):
         sae.b_dec.normal_(0, 0.1)
         if kind == "jumprelu":
             sae.threshold.uniform_(0.0, 0.5)  # Gemma Scope style: per-latent thresholds
+        if kind == "topk_rescaled":
+            sae.W_dec.mul_(
+                torch.empty(D_SAE, 1).uniform_(0.2, 3.0) / sae.W_dec.norm(dim=-1)[:, None]
+            )
     return sae.eval()
 
 

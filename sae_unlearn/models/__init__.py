@@ -5,6 +5,7 @@ from sae_unlearn.models.capture import capture_residuals, run_to_layers
 from sae_unlearn.models.layers import (
     check_layer,
     decoder_layers,
+    decoder_stack,
     hidden_size,
     layer_output,
     num_layers,
@@ -27,6 +28,7 @@ __all__ = [
     "capture_residuals",
     "check_layer",
     "decoder_layers",
+    "decoder_stack",
     "hidden_size",
     "layer_output",
     "load_model",

@@ -10,17 +10,22 @@ import torch
 from torch import nn
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The list of decoder blocks of a transformers decoder-only model."""
+def decoder_stack(model: nn.Module) -> nn.Module:
+    """The module that runs the decoder blocks (`model.model`, or its `language_model`):
+    its forward receives the 2D attention mask, positions and KV cache."""
     base = getattr(model, "model", model)
     for candidate in (base, getattr(base, "language_model", None)):
-        layers = getattr(candidate, "layers", None)
-        if isinstance(layers, nn.ModuleList):
-            return layers
+        if isinstance(getattr(candidate, "layers", None), nn.ModuleList):
+            return candidate
     raise TypeError(
         f"{type(model).__name__} has no `model.layers`; sae-unlearn supports transformers "
         "decoder models laid out like Gemma/Llama (model.model.layers[i])"
     )
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The list of decoder blocks of a transformers decoder-only model."""
+    return decoder_stack(model).layers
 
 
 def num_layers(model: nn.Module) -> int:

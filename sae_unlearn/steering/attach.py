@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from torch import nn
 
-from sae_unlearn.models import check_layer, decoder_layers
+from sae_unlearn.models import check_layer, decoder_layers, decoder_stack
 from sae_unlearn.steering.gate import GateLayout
 from sae_unlearn.steering.hook import ClampHook
 
@@ -17,26 +18,47 @@ _ACTIVE_HOOKS = "_sae_unlearn_active_hooks"
 
 @contextmanager
 def steer(model: nn.Module, hook: ClampHook, layer: int | None = None) -> Iterator[ClampHook]:
-    """Attach the clamp hook to the output of decoder block `layer` for the block's duration."""
+    """Attach the clamp hook to the output of decoder block `layer` for the block's duration.
+
+    A pre-hook on the decoder stack reads each forward's attention mask, positions and KV
+    cache (the blocks see only the 4D mask), so the hook follows whole sequences,
+    left-padded batches and cached decoding (`generate(use_cache=True)`) alike.
+    """
     layer = hook.cfg.layer if layer is None else layer
     check_layer(model, layer, what="clamp layer")
     block = decoder_layers(model)[layer]
+    stack = decoder_stack(model)
+    names = list(inspect.signature(stack.forward).parameters)
     device = next(model.parameters()).device
     hook.to(device)
+    hook.state = None
+    current: dict = {}
+
+    def read_inputs(_module, args, kwargs):
+        arguments = dict(zip(names, args, strict=False))
+        arguments.update(kwargs)
+        current["where"] = hook.plan(arguments)
 
     def forward_hook(_module, _inputs, output):
+        # `get`, not `pop`: activation checkpointing reruns the block with the same inputs
+        where = current.get("where")
         if isinstance(output, tuple):
-            return (hook(output[0]), *output[1:])
-        return hook(output)
+            return (hook(output[0], where), *output[1:])
+        return hook(output, where)
 
-    handle = block.register_forward_hook(forward_hook)
+    handles = [
+        stack.register_forward_pre_hook(read_inputs, with_kwargs=True),
+        block.register_forward_hook(forward_hook),
+    ]
     active = model.__dict__.setdefault(_ACTIVE_HOOKS, [])
     active.append(hook)
     try:
         yield hook
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
         active.remove(hook)
+        hook.state = None
 
 
 def _gated_hooks(model: nn.Module) -> list[ClampHook]:
@@ -44,18 +66,20 @@ def _gated_hooks(model: nn.Module) -> list[ClampHook]:
 
 
 def needs_whole_sequences(model: nn.Module) -> bool:
-    """Whether a hook attached with `steer` reads earlier positions (`clamp_gated` rows):
-    then every forward must run whole right-padded sequences from position 0, or declare
-    how its positions see each other with `gate_layout`."""
+    """Whether a hook attached with `steer` reads earlier positions (`clamp_gated` rows).
+    It follows whole sequences, left-padded batches and cached decoding by itself; inputs
+    that are none of these (packed rows, a cached prefix shared by other rows) must declare
+    how their positions see each other with `gate_layout`."""
     return bool(_gated_hooks(model))
 
 
 @contextmanager
 def gate_layout(model: nn.Module, layout: GateLayout) -> Iterator[list[ClampHook]]:
-    """Forwards inside see `layout` in every gated hook attached to `model`."""
-    hooks = _gated_hooks(model)
+    """Forwards inside see `layout` in every hook attached to `model` (each leaves the
+    layout's position 0 alone; gated ones also read `visible` and `carry`)."""
+    hooks = list(model.__dict__.get(_ACTIVE_HOOKS, []))
     for hook in hooks:
-        hook.layout, hook.last_open = layout, None
+        hook.layout, hook.last_open, hook.state = layout, None, None
     try:
         yield hooks
     finally:

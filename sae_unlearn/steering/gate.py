@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sae_unlearn.steering.positions import Where
+
 
 @dataclass
 class GateLayout:
@@ -19,14 +21,45 @@ class GateLayout:
     part after a prefix held in a KV cache.
 
     `visible[q, k]`: position q attends to position k of the same forward (default: causal).
-    `positions`: each position's index in its own sequence; index 0 (BOS) never opens the
-    gate (default: 0..T-1). `carry`: the gate was already open at the end of the cached
-    prefix, so it is open everywhere.
+    `positions`: each position's index in its own sequence; index 0 (BOS) is left alone by
+    every action (default: 0..T-1). `carry`: the gate was already open at the end of the
+    cached prefix, so it is open everywhere.
     """
 
     visible: torch.Tensor | None = None
     positions: torch.Tensor | None = None
     carry: bool = False
+
+
+def where_of(shape: torch.Size, layout: GateLayout | None = None) -> Where:
+    """The `Where` of an input whose positions are `shape[-1]` (none for a 0-d shape): whole
+    sequences from position 0, or as `layout` says."""
+    layout = layout or GateLayout()
+    if len(shape) == 0:  # one position with no history
+        return Where(torch.zeros((), dtype=torch.bool), carry=layout.carry)
+    if layout.positions is None:
+        start = torch.arange(shape[-1]) == 0
+    else:
+        start = layout.positions == 0
+    return Where(start, carry=layout.carry, visible=layout.visible)
+
+
+def gate_from(fire: torch.Tensor, where: Where) -> torch.Tensor:
+    """The gate `[..., T]` given where the detector fires `[..., T]`: open from the first
+    firing position a position sees (never the BOS slot or a pad), or from before the
+    forward where `where.carry`."""
+    fire = fire & where.keep(fire.device)
+    carry = where.carry
+    if torch.is_tensor(carry):
+        carry = carry.to(fire.device)[..., None] if fire.dim() else carry.to(fire.device)
+    if fire.dim() == 0:
+        return fire | carry
+    if where.visible is None:
+        gate = fire.cummax(dim=-1).values
+    else:
+        # Open where any visible position fired (its ancestors in a packed prefix tree).
+        gate = (fire[..., None, :] & where.visible.to(fire.device)).any(dim=-1)
+    return gate | carry
 
 
 def gate_open(
@@ -41,17 +74,4 @@ def gate_open(
     A 1-d input is one position with no history.
     """
     fire = (f > thresholds).any(dim=-1)
-    if fire.dim() == 0:
-        return fire | bool(layout and layout.carry)
-    layout = layout or GateLayout()
-    fire = fire.clone()
-    if layout.positions is None:
-        fire[..., 0] = False
-    else:
-        fire = fire & (layout.positions.to(fire.device) != 0)
-    if layout.visible is None:
-        gate = fire.cummax(dim=-1).values
-    else:
-        # Open where any visible position fired (its ancestors in a packed prefix tree).
-        gate = (fire[..., None, :] & layout.visible.to(fire.device)).any(dim=-1)
-    return gate | layout.carry
+    return gate_from(fire, where_of(fire.shape, layout))

@@ -1,12 +1,24 @@
-"""The clamp hook: `h' = h + (f' - f) @ W_dec`, keeping the SAE error term."""
+"""The clamp hook: `h' = h + (f' - f) @ W_dec`, keeping the SAE error term.
+
+Every action leaves the BOS slot (the first real token of each row, position 0 of an
+unpadded one) and pads alone: it never edits them, and they never meet a condition. BOS
+is the attention sink: its residual is far off the SAE's distribution, latent statistics
+leave it out as a special token, and a latent firing there would fire on every prompt, so a
+conditional clamp reading it would act unconditionally. Other special tokens (EOS, turn
+markers) are ordinary positions: the hook sees residuals, not token ids.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from sae_unlearn.steering.gate import GateLayout, gate_open
+from sae_unlearn.steering.gate import GateLayout, gate_from, where_of
 from sae_unlearn.steering.latent_slice import LatentSlice
+from sae_unlearn.steering.positions import SequenceState, Where, advance, plan, read_forward
 from sae_unlearn.steering.rows import ClampConfig, SteeringRow, validate_rows
 
 
@@ -14,8 +26,10 @@ class ClampHook(nn.Module):
     """Applies a ClampConfig to residual activations; differentiable (no `no_grad`).
 
     Every action but `clamp_gated` acts position by position. `clamp_gated` rows read the
-    sequence up to each position (`gate_open`), so inputs must be whole sequences
-    `[batch, T, d]` starting at position 0, right-padded; `sequence_level` tells callers.
+    sequence up to each position (`gate_open`); `sequence_level` tells callers. Called on a
+    tensor `[batch, T, d]`, the hook takes whole sequences from position 0 (or `layout`);
+    attached with `steer`, it learns each forward's positions from its inputs (`where`) and
+    keeps the gate per row across the forwards of a cached generation (`state`).
     """
 
     def __init__(self, sae: nn.Module, cfg: ClampConfig):
@@ -45,11 +59,14 @@ class ClampHook(nn.Module):
         self.register_buffer("gate_pos", tensor([pos[r.latent_idx] for r in gated], torch.long))
         self.register_buffer("gate_thr", tensor([r.clamp_value for r in gated]))
         self.register_buffer("gate_val", tensor([r.steering_coefficient for r in gated]))
-        # A gate reads earlier positions, so callers must run whole sequences (no KV
-        # cache, no packed rows); see `sequence_level`.
+        # A gate reads earlier positions: packed rows must declare their layout
+        # (`gate_layout`), and cached decoding carries it over in `state`.
         self.sequence_level = bool(len(gated))
         self.layout: GateLayout | None = None  # set by `gate_layout`
         self.last_open: torch.Tensor | None = None  # gate at the last position, per row
+        self.state: SequenceState | None = None  # the gate across a generation's forwards
+        # (offset, gate or None, edited) of each forward, while a list (`generation` marks)
+        self.trace: list[tuple[int | None, torch.Tensor | None, torch.Tensor]] | None = None
         # refusal groups: one per (refuse_id, value)
         self.refusal_groups: list[tuple[int, float, list[int], list[float]]] = []
         for refuse_id in sorted({r.refuse_id for r in gather("clamp_refusal")}):
@@ -69,38 +86,54 @@ class ClampHook(nn.Module):
                 )
             )
 
-    def edit(self, f: torch.Tensor) -> torch.Tensor:
-        """The edited latents f' (same shape as f); conditions read the unedited f."""
+    def plan(self, arguments: Mapping[str, Any]) -> Where | None:
+        """The positions of a decoder forward called with `arguments` (None under a layout)."""
+        if self.layout is not None:
+            return None
+        return plan(read_forward(arguments), self.state, self.sequence_level)
+
+    def edit(self, f: torch.Tensor, where: Where | None = None) -> torch.Tensor:
+        """The edited latents f' (same shape as f); conditions read the unedited f, and only
+        at the positions `where.keep` allows (default: whole sequences, or `layout`)."""
+        where = where if where is not None else where_of(f.shape[:-1], self.layout)
+        keep = where.keep(f.device)[..., None]
         new = f.clone()
         dtype = f.dtype
         if len(self.clamp_pos):
             sel = f[..., self.clamp_pos]
-            new[..., self.clamp_pos] = torch.where(sel > 0, self.clamp_val.to(dtype), sel)
+            new[..., self.clamp_pos] = torch.where((sel > 0) & keep, self.clamp_val.to(dtype), sel)
         if len(self.cond_pos):
             sel = f[..., self.cond_pos]
             new[..., self.cond_pos] = torch.where(
-                sel > self.cond_thr.to(dtype), self.cond_val.to(dtype), sel
+                (sel > self.cond_thr.to(dtype)) & keep, self.cond_val.to(dtype), sel
             )
         if len(self.add_pos):
-            new[..., self.add_pos] = new[..., self.add_pos] + self.add_val.to(dtype)
+            sel = new[..., self.add_pos]
+            new[..., self.add_pos] = torch.where(keep, sel + self.add_val.to(dtype), sel)
+        gate = None
         if len(self.gate_pos):
             sel = f[..., self.gate_pos]
-            gate = gate_open(sel, self.gate_thr.to(dtype), self.layout)
+            gate = gate_from((sel > self.gate_thr.to(dtype)).any(dim=-1), where)
             self.last_open = gate[..., -1].detach() if gate.dim() else gate.detach()
+            if where.opened is not None:
+                self.state = advance(where, gate.detach())
             new[..., self.gate_pos] = torch.where(
-                gate[..., None] & (sel > 0), self.gate_val.to(dtype), sel
+                gate[..., None] & (sel > 0) & keep, self.gate_val.to(dtype), sel
             )
         for target, value, members, thresholds in self.refusal_groups:
             thr = torch.tensor(thresholds, dtype=dtype, device=f.device)
-            fire = (f[..., members] > thr).any(dim=-1)
+            fire = (f[..., members] > thr).any(dim=-1) & keep[..., 0]
             new[..., target] = torch.where(
                 fire, torch.full_like(new[..., target], value), new[..., target]
             )
+        if self.trace is not None:
+            edited = (new != f).any(dim=-1).detach()
+            self.trace.append((where.offset, None if gate is None else gate.detach(), edited))
         return new
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, where: Where | None = None) -> torch.Tensor:
         x = h.to(self.slice.W_enc.dtype)
         sae_in, out_scale = self.slice.normalise(x)
         f = self.slice.encode(sae_in)
-        delta = ((self.edit(f) - f) @ self.slice.W_dec) * out_scale
+        delta = self.slice.decode_delta(self.edit(f, where) - f) * out_scale
         return h + delta.to(h.dtype)

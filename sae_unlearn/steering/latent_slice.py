@@ -2,7 +2,9 @@
 
 Decoding is linear, so only the latents a config names are encoded and decoded. TopK SAEs
 are the exception: whether a latent is active depends on all the others, so their full
-pre-activations are computed to find the k-th largest.
+pre-activations are computed to find the k-th largest. A TopK SAE with
+`rescale_acts_by_decoder_norm` (sae-lens trains them so) encodes with pre-activations
+times each decoder row's norm and decodes latents divided by it, as sae-lens does.
 """
 
 from __future__ import annotations
@@ -66,11 +68,14 @@ class LatentSlice(nn.Module):
             threshold.detach()[idx].clone() if threshold is not None else torch.zeros(len(idx)),
         )
         self.k = int(getattr(cfg, "k", 0) or 0)
+        self.rescale = False
         if self.architecture == "topk":
             self.rescale = bool(getattr(cfg, "rescale_acts_by_decoder_norm", False))
             self.register_buffer("W_enc_full", sae.W_enc.detach().clone())
             self.register_buffer("b_enc_full", sae.b_enc.detach().clone())
             self.register_buffer("dec_norm_full", sae.W_dec.detach().norm(dim=-1))
+            # sae-lens decodes `f * (1 / norm) @ W_dec`; the same factor, per sliced row
+            self.register_buffer("dec_scale", (1 / self.dec_norm_full)[idx].clone())
 
     def normalise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
         """SAE input normalisation, and the factor that maps decoder deltas back."""
@@ -82,6 +87,13 @@ class LatentSlice(nn.Module):
             std = (x - mu).std(dim=-1, keepdim=True)
             return (x - mu) / (std + 1e-5), std
         return x, 1.0
+
+    def decode_delta(self, delta_f: torch.Tensor) -> torch.Tensor:
+        """The residual change `[..., d_in]` of a change in the slice's latents (no b_dec:
+        it cancels between the edited and unedited decodes)."""
+        if self.architecture == "topk" and self.rescale:
+            delta_f = delta_f * self.dec_scale.to(delta_f.dtype)
+        return delta_f @ self.W_dec
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Activations of the slice's latents, `[..., len(index)]`, exactly as the SAE's."""

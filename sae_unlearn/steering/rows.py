@@ -11,6 +11,8 @@
                    any `clamp_gated` latent i has f_i > clamp_value (its calibrated
                    threshold) and stays open for the rest of the sequence; where it is
                    open and f_i > 0, f_i = steering_coefficient (see `gate.py`).
+No action edits or reads BOS (each row's first real token) or pads (see `hook.py`). One
+latent is edited by at most one row; the `clamp_refusal` rows of one refuse_id are one edit.
 """
 
 from __future__ import annotations
@@ -86,3 +88,22 @@ def validate_rows(rows: Sequence[SteeringRow], d_sae: int | None = None, source:
                         f"row {n}{where}: {name}={idx} is out of range for an SAE with {d_sae} "
                         f"latents (valid: 0..{d_sae - 1}); check that the config matches the SAE"
                     )
+    _check_one_edit_per_latent(rows, where)
+
+
+def _check_one_edit_per_latent(rows: Sequence[SteeringRow], where: str) -> None:
+    """Two rows editing one latent would leave only the later edit (the hook applies them in
+    a fixed order), so refuse them. `clamp_refusal` rows edit their `refuse_id`; the rows of
+    one refusal group share it by design (each is one trigger of the same edit)."""
+    first: dict[int, tuple[int, str]] = {}
+    for n, row in enumerate(rows):
+        target = row.refuse_id if row.hook_action == "clamp_refusal" else row.latent_idx
+        if target in first:
+            m, action = first[target]
+            if action == row.hook_action == "clamp_refusal":
+                continue
+            raise ValueError(
+                f"rows {m} and {n}{where} both edit latent {target} ({action}, "
+                f"{row.hook_action}); keep one row per edited latent"
+            )
+        first[target] = (n, row.hook_action)

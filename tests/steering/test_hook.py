@@ -9,11 +9,12 @@ from sae_unlearn.steering import (
     gated_clamp,
     refusal_clamp,
 )
-from tests.steering.reference import reference_steer
+from sae_unlearn.steering.positions import plan, read_forward
+from tests.steering.reference import reference_edit, reference_steer
 from tests.tiny import D_IN, firing_latents, random_sae
 
 
-@pytest.mark.parametrize("kind", ["jumprelu", "standard", "topk"])
+@pytest.mark.parametrize("kind", ["jumprelu", "standard", "topk", "topk_rescaled"])
 @pytest.mark.parametrize("mode", ["clamp_prime", "refusal_clamp", "gated_clamp"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_hook_equals_full_encode_clamp_decode(kind, mode, dtype):
@@ -35,6 +36,29 @@ def test_hook_equals_full_encode_clamp_decode(kind, mode, dtype):
     # float32 rounds differently along the two paths at |h| ~ 50; float64 shows exactness.
     rtol = 1e-5 if dtype == torch.float32 else 0
     torch.testing.assert_close(got, expected, rtol=rtol, atol=1e-5)
+
+
+def test_topk_decoder_norm_handled_as_sae_lens_does():
+    sae = random_sae("topk_rescaled").double()
+    norms = sae.W_dec.norm(dim=-1)
+    assert norms.min() < 0.5 and norms.max() > 2.0  # far from unit norm
+    # float32 values: sae-lens casts its input to the config dtype (float32) first
+    h = (torch.randn(2, 6, D_IN) * 2).double()
+    hook = ClampHook(sae, clamp_prime(0, firing_latents(sae, h, 4), -30.0))
+    with torch.no_grad():
+        f = sae.encode(h)  # sae-lens: pre-activations times the decoder norms
+        torch.testing.assert_close(
+            hook.slice.encode(h), f[..., hook.slice.index], rtol=0, atol=1e-12
+        )
+        # sae-lens decodes `f / norm @ W_dec`: the residual change of an edit is scaled likewise
+        delta = torch.zeros_like(f)
+        delta[..., hook.slice.index] = 1.5
+        torch.testing.assert_close(
+            hook.slice.decode_delta(delta[..., hook.slice.index]),
+            sae.decode(f + delta) - sae.decode(f),
+            rtol=0,
+            atol=1e-12,
+        )
 
 
 def test_hook_matches_trained_sae_format(tmp_path):
@@ -60,8 +84,10 @@ def test_clamp_only_where_latent_fires():
         out = hook(h)
         fires = sae.encode(h)[..., latent] > 0
     changed = (out - h).abs().amax(-1) > 0
-    assert fires.any() and (~fires).any()
-    assert torch.equal(changed, fires)
+    after_bos = fires[:, 1:]
+    assert after_bos.any() and (~after_bos).any() and fires[:, 0].any()
+    # Position 0 (BOS) is left alone even where the latent fires there.
+    assert torch.equal(changed[:, 1:], after_bos) and not changed[:, 0].any()
 
 
 def test_every_csv_action_and_unconditional_clamp():
@@ -80,13 +106,16 @@ def test_every_csv_action_and_unconditional_clamp():
         f = sae.encode(h)
         edited = hook.edit(f[..., hook.slice.index])
     pos = hook.slice.position
-    torch.testing.assert_close(edited[..., pos[a]], f[..., a] + 2.0)
-    assert torch.all(edited[..., pos[b]] == 3.0)
-    fires_c = f[..., c] > 0
-    assert torch.all(edited[..., pos[c]][fires_c] == -5.0)
-    refuse = f[..., c] > 0.01
-    assert torch.all(edited[..., pos[r]][refuse] == -7.0)
-    torch.testing.assert_close(edited[..., pos[r]][~refuse], f[..., r][~refuse])
+    # Position 0 (BOS) is left alone by every action; checked after the rest.
+    body, rest = edited[:, 1:], f[:, 1:]
+    torch.testing.assert_close(body[..., pos[a]], rest[..., a] + 2.0)
+    assert torch.all(body[..., pos[b]] == 3.0)
+    fires_c = rest[..., c] > 0
+    assert torch.all(body[..., pos[c]][fires_c] == -5.0)
+    refuse = rest[..., c] > 0.01
+    assert refuse.any() and torch.all(body[..., pos[r]][refuse] == -7.0)
+    torch.testing.assert_close(body[..., pos[r]][~refuse], rest[..., r][~refuse])
+    torch.testing.assert_close(edited[:, 0], f[:, 0][..., hook.slice.index])
     with torch.no_grad():
         torch.testing.assert_close(hook(h), reference_steer(sae, cfg, h), rtol=0, atol=1e-5)
 
@@ -105,3 +134,37 @@ def test_out_of_range_latents_rejected():
         ClampHook(sae, clamp_prime(0, [1, 64], -1.0))
     with pytest.raises(ValueError, match="refuse_id=999 is out of range"):
         ClampHook(sae, refusal_clamp(0, [1], 999, 0.05, -5.0))
+
+
+def test_bos_and_pads_are_left_alone_by_every_action():
+    sae = random_sae("standard")
+    a, b, c, d, r, g = 3, 7, 11, 19, 23, 29
+    rows = [
+        SteeringRow(a, "add", None, 0.0, 2.0),
+        SteeringRow(b, "clamp_cond", None, 0.5, 3.0),
+        SteeringRow(c, "clamp", None, -5.0, 0.0),
+        SteeringRow(d, "clamp_refusal", r, 0.5, -7.0),
+        SteeringRow(g, "clamp_gated", None, 1.0, -9.0),
+    ]
+    cfg = ClampConfig(0, rows)
+    hook = ClampHook(sae, cfg)
+    torch.manual_seed(0)
+    f = torch.rand(2, 6, 64) * 0.4  # under every condition's threshold, but firing
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])
+    # Every latent fires hard on row 0's pads and BOS (column 2) and row 1's BOS.
+    f[0, :3] = 10.0
+    f[1, 0] = 10.0
+    where = plan(read_forward({"input_ids": mask, "attention_mask": mask}), None, gated=True)
+    edited = hook.edit(f[..., hook.slice.index], where)
+    torch.testing.assert_close(edited, reference_edit(f, cfg, mask)[..., hook.slice.index])
+    idx = hook.slice.index
+    assert torch.equal(edited[0, :3], f[0, :3][..., idx]) and torch.equal(
+        edited[1, 0], f[1, 0, idx]
+    )
+    assert not hook.last_open.any()  # what fired at BOS and the pads opened no gate
+    pos = hook.slice.position
+    assert torch.all(edited[0, 3:, pos[c]] == -5.0) and torch.all(
+        edited[1, 1:, pos[g]] == f[1, 1:, g]
+    )
+    # Unpadded, the same holds at position 0 when the hook is called on a tensor.
+    torch.testing.assert_close(hook.edit(f[1:, :, idx]), reference_edit(f[1:], cfg)[..., idx])
