@@ -12,7 +12,7 @@ from transformers import DynamicCache
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.evaluation.forward import decoder, final_hidden, output_logits
-from sae_unlearn.evaluation.requests import encode_prompt
+from sae_unlearn.evaluation.requests import encode_prompt, left_padded
 from sae_unlearn.evaluation.scoring import continuation_logprobs
 from sae_unlearn.steering import needs_whole_sequences
 
@@ -54,12 +54,7 @@ def greedy_continuations(
     out: list[list[int]] = []
     for lo in range(0, len(prompts), batch_size):
         encoded = [encode_prompt(tokenizer, t) for t in prompts[lo : lo + batch_size]]
-        width = max(len(e) for e in encoded)
-        ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for j, e in enumerate(encoded):
-            ids[j, width - len(e) :] = torch.tensor(e)
-            mask[j, width - len(e) :] = 1
+        ids, mask = left_padded(encoded, pad)
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()

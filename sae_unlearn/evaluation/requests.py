@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
+import torch
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.evaluation.prompts import answer_continuations, prompt_texts
@@ -61,6 +62,18 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     """A prompt's ids as `encode_pair` gives the context (BOS first, trailing space dropped)."""
     ids, _ = encode_pair(tokenizer, text, "")
     return ids
+
+
+def left_padded(encoded: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts of several lengths as one batch, padded on the left so every row's next token
+    comes at the same column: `(ids, attention_mask)`."""
+    width = max(len(e) for e in encoded)
+    ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for j, e in enumerate(encoded):
+        ids[j, width - len(e) :] = torch.tensor(list(e))
+        mask[j, width - len(e) :] = 1
+    return ids, mask
 
 
 def encode_requests(

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from sae_unlearn.evaluation.requests import encode_prompt
+from sae_unlearn.evaluation.requests import encode_prompt, left_padded
 from sae_unlearn.steering import ClampHook, steer
 
 
@@ -69,12 +69,8 @@ def greedy_generate(
     out: list[Continuation] = []
     for lo in range(0, len(prompts), batch_size):
         encoded = [encode_prompt(tokenizer, t) for t in prompts[lo : lo + batch_size]]
-        width = max(len(e) for e in encoded)
-        ids = torch.full((len(encoded), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for j, e in enumerate(encoded):
-            ids[j, width - len(e) :] = torch.tensor(e)
-            mask[j, width - len(e) :] = 1
+        ids, mask = left_padded(encoded, pad)
+        width = ids.shape[1]
         context = steer(model, hook) if hook is not None else nullcontext()
         with context:
             if hook is not None:

@@ -3,6 +3,7 @@ from sae_unlearn.evaluation.requests import (
     build_requests,
     encode_pair,
     encode_prompt,
+    left_padded,
     per_request,
 )
 from tests.evaluation.helpers import QUESTIONS
@@ -57,3 +58,9 @@ def test_encode_pair_splits_like_lm_eval(tiny_model):
 def test_per_request_regroups_flat_scores():
     requests = [Request("a", (" x", " y")), Request("b", (" x", " y", " z"))]
     assert per_request(requests, [1.0, 2.0, 3.0, 4.0, 5.0]) == [[1.0, 2.0], [3.0, 4.0, 5.0]]
+
+
+def test_left_padded_puts_every_prompt_against_the_right_edge():
+    ids, mask = left_padded([[5, 6, 7], [9]], pad=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 9]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
