@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 
+from pipeline.clamp_file import clamp_file
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.attacks import AttackConfig, GCGConfig, GibberishConfig, PhaseClock, run_attacks
@@ -69,9 +70,7 @@ def command(
     overrides.update(batch_size=batch_size, n_eval=n_eval)
     cfg = attack_config(p, overrides, fewshot, n_questions)
     data_dir = Path(p.get("data.dir"))
-    clamp_path = Path(p.pick(clamp, "attack.clamp") or Path(p.get("clamp.dir")) / "clamp.yaml")
-    if not clamp_path.exists():
-        raise typer.BadParameter(f"{clamp_path} does not exist; run `sae-unlearn clamp-config`")
+    clamp_path = clamp_file(p, p.pick(clamp, "attack.clamp"))
     out_dir = Path(p.pick(out, "attack.dir"))
 
     clock = PhaseClock()

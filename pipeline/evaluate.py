@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from pipeline.clamp_file import clamp_file
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.data import ALL_ROLES, ROLES, DataError, prepared_path, read_question_file
@@ -156,10 +157,7 @@ def steered_command(
 ) -> None:
     """Accuracy of the steered model, with the alignment score against the baseline."""
     p = Params.load(params)
-    clamp_path = clamp or str(Path(p.get("clamp.dir")) / "clamp.yaml")
-    clamp_file = None if str(clamp_path).lower() == "none" else Path(clamp_path)
-    if clamp_file is not None and not clamp_file.exists():
-        raise typer.BadParameter(f"{clamp_file} does not exist; run `sae-unlearn clamp-config`")
+    clamp_path = clamp_file(p, clamp, allow_none=True)
     known_dir = baseline_results or str(Path(p.get("evaluate.dir")) / "baseline")
     cfg = eval_config(p, format, batch_size)
     files = dict(forget=forget_questions, retain=retain_questions)
@@ -169,7 +167,7 @@ def steered_command(
         question_paths(p, files | {"retain_near": retain_near_questions}),
         Path(out or Path(p.get("evaluate.dir")) / "steered"),
         Path(p.pick(model_dir, "model.dir")),
-        clamp=clamp_file,
+        clamp=clamp_path,
         sae_dir=Path(p.pick(sae_dir, "sae.dir")),
         baseline_results=None if known_dir.lower() == "none" else Path(known_dir),
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from pipeline.clamp_file import clamp_file
 from pipeline.params import Params, ParamsOption
 from sae_unlearn.evaluation import load_clamp_hook
 from sae_unlearn.generation import compare_continuations, read_prompts, render
@@ -29,9 +30,7 @@ def command(
         texts = read_prompts(prompt, prompts)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    clamp_path = Path(clamp or Path(p.get("clamp.dir")) / "clamp.yaml")
-    if not clamp_path.exists():
-        raise typer.BadParameter(f"{clamp_path} does not exist; run `sae-unlearn clamp-config`")
+    clamp_path = clamp_file(p, clamp)
     model, tokenizer = load_model(str(p.pick(model_dir, "model.dir")), p.get("model.dtype"))
     hook = load_clamp_hook(model, Path(p.pick(sae_dir, "sae.dir")), clamp_path)
     rows = compare_continuations(model, tokenizer, texts, hook, max_new_tokens, batch_size)
