@@ -72,9 +72,9 @@ class DataParams(Section):
     forget_questions: str = "embedded"
     retain_questions: str = "embedded"
     # The optional retain_near role (benign knowledge next to forget): none (left out) |
-    # embedded (not shipped yet) | a file; questions also mmlu-bio (the paper's MMLU biology)
-    retain_near_corpus: str = "none"
-    retain_near_questions: str = "none"
+    # embedded | a file; questions also mmlu-bio (the paper's MMLU biology)
+    retain_near_corpus: str = "embedded"
+    retain_near_questions: str = "embedded"
     mmlu_subjects: list[str] = Field(default_factory=lambda: list(PAPER_MMLU_SUBJECTS))
     wikitext_config: str = "wikitext-2-raw-v1"
     max_documents: PositiveInt | None = None

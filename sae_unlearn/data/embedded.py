@@ -12,7 +12,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from sae_unlearn.data.schema import ALL_ROLES, OPTIONAL_ROLES, DataError
+from sae_unlearn.data.schema import ALL_ROLES, DataError
 
 EMBEDDED_KINDS = ("corpus", "questions")
 
@@ -33,12 +33,6 @@ def embedded_file(kind: str, role: str, embedded_dir: str | Path | None = None) 
     """The embedded `kind` file of `role` as a file path (from `embedded_dir` when given)."""
     name = embedded_name(kind, role)
     resource = Path(embedded_dir) / name if embedded_dir else embedded_root() / name
-    if not resource.is_file() and role in OPTIONAL_ROLES:
-        others = "`mmlu-bio` or a file" if kind == "questions" else "a file"
-        raise DataError(
-            f"{resource}: the embedded {role} {kind} is not shipped yet. Fix: set "
-            f"data.{role}_{kind} to `none` (no {role} role) or to {others} in inputs/data/."
-        )
     if not resource.is_file():
         raise DataError(
             f"{resource}: embedded {kind} file is missing. "

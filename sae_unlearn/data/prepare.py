@@ -29,8 +29,8 @@ class DataConfig:
     forget_questions: str = "embedded"
     retain_questions: str = "embedded"
     # Optional role: `none` leaves it out (no file written, nothing scored).
-    retain_near_corpus: str = NONE
-    retain_near_questions: str = NONE
+    retain_near_corpus: str = "embedded"
+    retain_near_questions: str = "embedded"
     mmlu_subjects: tuple[str, ...] = PAPER_MMLU_SUBJECTS
     wikitext_config: str = "wikitext-2-raw-v1"
     max_documents: int | None = None

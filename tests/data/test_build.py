@@ -10,14 +10,14 @@ import pytest
 
 from sae_unlearn.data.build import build_embedded
 from sae_unlearn.data.embedded import embedded_root
-from sae_unlearn.data.schema import ROLES, DataError
+from sae_unlearn.data.schema import ALL_ROLES, DataError
 from sae_unlearn.data.sources import load_questions
 from tests.data.samples import QUESTIONS, with_bad_row, write_jsonl
 
 
 def test_build_embedded_is_sorted_and_deterministic(tmp_path):
     src = tmp_path / "src"
-    for role in ROLES:
+    for role in ALL_ROLES:
         (src / "corpus" / role).mkdir(parents=True)
         (src / "questions").mkdir(exist_ok=True)
     (src / "corpus/forget/b_01_second_topic.txt").write_text("Two.\n", encoding="utf-8")
@@ -61,7 +61,9 @@ def test_build_embedded_names_the_bad_source(tmp_path):
 
 SOURCES = Path(__file__).resolve().parents[2] / "data" / "embedded_src"
 EMBEDDED_FILES = [
-    embedded_root() / f"{role}_{kind}.jsonl" for role in ROLES for kind in ("corpus", "questions")
+    embedded_root() / f"{role}_{kind}.jsonl"
+    for role in ALL_ROLES
+    for kind in ("corpus", "questions")
 ]
 
 

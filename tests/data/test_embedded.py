@@ -9,7 +9,7 @@ import pytest
 
 import sae_unlearn.data
 from sae_unlearn.data.embedded import embedded_root
-from sae_unlearn.data.schema import ROLES, DataError
+from sae_unlearn.data.schema import ALL_ROLES, DataError
 from sae_unlearn.data.sources import load_corpus, load_questions
 
 
@@ -19,7 +19,9 @@ def test_missing_embedded_file_says_how_to_build_it(tmp_path):
 
 
 EMBEDDED_FILES = [
-    embedded_root() / f"{role}_{kind}.jsonl" for role in ROLES for kind in ("corpus", "questions")
+    embedded_root() / f"{role}_{kind}.jsonl"
+    for role in ALL_ROLES
+    for kind in ("corpus", "questions")
 ]
 
 
@@ -28,9 +30,9 @@ EMBEDDED_FILES = [
     reason="embedded data not built yet: run `python scripts/build_embedded_data.py`",
 )
 def test_committed_embedded_data_is_valid():
-    questions = {role: load_questions("embedded", role) for role in ROLES}
-    corpora = {role: load_corpus("embedded", role) for role in ROLES}
-    for role in ROLES:
+    questions = {role: load_questions("embedded", role) for role in ALL_ROLES}
+    corpora = {role: load_corpus("embedded", role) for role in ALL_ROLES}
+    for role in ALL_ROLES:
         assert len(corpora[role]) >= 10 and len(questions[role]) >= 20
         assert corpora[role]["source"].is_unique
     # The forget and retain sets must not share questions, or unlearning scores leak.
@@ -60,14 +62,16 @@ def test_embedded_loads_from_any_working_directory(tmp_path, monkeypatch):
     }
 
 
-def test_embedded_retain_near_refused_until_it_ships(tmp_path):
-    # The embedded retain_near set is drafted in data/staging/ but not shipped yet.
-    with pytest.raises(DataError) as err:
+def test_embedded_retain_near_ships_benign_biology():
+    # The third role ships: biology without pathogens, at least 250 questions over 5 subjects.
+    questions = load_questions("embedded", "retain_near")
+    assert len(questions) >= 250
+    assert questions["subject"].nunique() >= 5
+    corpus = load_corpus("embedded", "retain_near")
+    assert len(corpus) >= 30
+    assert corpus["source"].str.startswith("embedded/retain_near:").all()
+
+
+def test_embedded_file_missing_names_the_fix(tmp_path):
+    with pytest.raises(DataError, match="build_embedded_data.py"):
         load_questions("embedded", "retain_near", embedded_dir=tmp_path)
-    assert str(err.value) == (
-        f"{tmp_path / 'retain_near_questions.jsonl'}: the embedded retain_near questions is not "
-        "shipped yet. Fix: set data.retain_near_questions to `none` (no retain_near role) or to "
-        "`mmlu-bio` or a file in inputs/data/."
-    )
-    with pytest.raises(DataError, match="embedded retain_near corpus is not shipped yet"):
-        load_corpus("embedded", "retain_near", embedded_dir=tmp_path)

@@ -44,6 +44,9 @@ def _inputs(folder: Path) -> dict[str, str]:
         ),
         "forget_questions": str(write_jsonl(folder / "fq.jsonl", QUESTIONS)),
         "retain_questions": str(write_any(folder / "rq.csv", retain_q)),
+        # the two-role run; tests of the third role name it
+        "retain_near_corpus": "none",
+        "retain_near_questions": "none",
     }
 
 
@@ -179,7 +182,7 @@ def test_retain_near_written_when_set_and_removed_when_none(tmp_path):
         "retain_near_questions": str(write_any(tmp_path / "nq.csv", NEAR_QUESTIONS)),
     }
     out = tmp_path / "prepared"
-    summary = prepare_data(DataConfig(**inputs, **near), out)
+    summary = prepare_data(DataConfig(**{**inputs, **near}), out)
     assert summary.documents == {"forget": 3, "retain": 2, "retain_near": 1}
     assert summary.words["retain_near"] == 8
     assert summary.questions["retain_near"] == {"anatomy": 1, "botany": 1}
@@ -206,7 +209,9 @@ def test_retain_near_written_when_set_and_removed_when_none(tmp_path):
 def test_retain_near_questions_alone_write_no_corpus(tmp_path):
     path = write_jsonl(tmp_path / "nq.jsonl", NEAR_QUESTIONS)
     out = tmp_path / "prepared"
-    summary = prepare_data(DataConfig(**_inputs(tmp_path), retain_near_questions=str(path)), out)
+    summary = prepare_data(
+        DataConfig(**{**_inputs(tmp_path), "retain_near_questions": str(path)}), out
+    )
     assert "retain_near" not in summary.documents and "retain_near" in summary.questions
     assert (out / "questions/retain_near_questions.parquet").exists()
     assert not (out / "retain_near_corpus.parquet").exists()
@@ -220,7 +225,7 @@ def test_retain_near_file_with_the_wrong_schema_is_refused(tmp_path):
     bad = write_jsonl(tmp_path / "near_bad.jsonl", rows)
     out = tmp_path / "prepared"
     with pytest.raises(DataError) as err:
-        prepare_data(DataConfig(**_inputs(tmp_path), retain_near_questions=str(bad)), out)
+        prepare_data(DataConfig(**{**_inputs(tmp_path), "retain_near_questions": str(bad)}), out)
     assert str(err.value) == (
         f"{bad}: row 2: answer 'B' is not an int. Fix: use the 0-based index of the correct "
         "choice (0, 1, 2 or 3), not a letter or text."
@@ -229,7 +234,9 @@ def test_retain_near_file_with_the_wrong_schema_is_refused(tmp_path):
         tmp_path / "near_cols.jsonl", [{k: v for k, v in r.items() if k != "subject"} for r in rows]
     )
     with pytest.raises(DataError, match=r"near_cols.jsonl: missing column\(s\) \['subject'\]"):
-        prepare_data(DataConfig(**_inputs(tmp_path), retain_near_questions=str(no_subject)), out)
+        prepare_data(
+            DataConfig(**{**_inputs(tmp_path), "retain_near_questions": str(no_subject)}), out
+        )
     assert not out.exists()
 
 

@@ -75,9 +75,13 @@ def test_named_sources_and_files_inside_their_folder_accepted(tmp_path):
     assert params.get("clamp.csv") == "data/steering/paper_clamp_prime.csv"
 
 
-def test_retain_near_is_off_by_default_and_takes_its_sources(tmp_path):
-    assert Params().get("data.retain_near_corpus") == "none"
-    assert Params().get("data.retain_near_questions") == "none"
+def test_retain_near_is_embedded_by_default_and_takes_its_sources(tmp_path):
+    assert Params().get("data.retain_near_corpus") == "embedded"
+    assert Params().get("data.retain_near_questions") == "embedded"
+    assert (
+        load(tmp_path, {"data": {"retain_near_corpus": "none"}}).get("data.retain_near_corpus")
+        == "none"
+    )
     params = load(
         tmp_path,
         {
