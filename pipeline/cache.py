@@ -1,4 +1,5 @@
-"""cache: residual activations of the forget and retain corpora at the cached layers."""
+"""cache: residual activations of every prepared corpus (forget, retain and, when prepared,
+retain_near) at the cached layers, one file each."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ import typer
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.activations.cache import CacheConfig, cache_corpus, summary_dict
+from sae_unlearn.activations.schema import CORPORA, REQUIRED_CORPORA
 from sae_unlearn.io import write_json
 from sae_unlearn.models.layers import check_layer
 from sae_unlearn.models.loading import load_model
-
-CORPORA = ("forget", "retain")
+from sae_unlearn.prepared import prepared_path
 
 
 def read_corpus_texts(path: Path) -> list[str]:
+    if not path.exists():
+        raise typer.BadParameter(f"{path} does not exist; run `sae-unlearn prepare-data` first")
     frame = pd.read_parquet(path)
     if "text" not in frame.columns:
         raise typer.BadParameter(
@@ -30,12 +33,12 @@ def read_corpus_texts(path: Path) -> list[str]:
 def command(
     model_dir: Path | None = typer.Option(None, help="model directory from prepare-model"),
     data_dir: Path | None = typer.Option(None, help="prepared data directory"),
-    out_dir: Path | None = typer.Option(None, help="where {forget,retain}.parquet go"),
+    out_dir: Path | None = typer.Option(None, help="where {forget,retain,retain_near}.parquet go"),
     metrics: Path | None = typer.Option(None, help="cache summary JSON"),
     layers: list[int] | None = typer.Option(None, "--layer", help="layers to cache (repeat)"),
     params: Path = ParamsOption,
 ) -> None:
-    """Residual activations of the forget and retain corpora, streamed to parquet."""
+    """Residual activations of every prepared corpus, streamed to parquet."""
     p = Params.load(params)
     # sae.layer is deliberately not a dependency of this stage: a layer sweep over
     # already-cached layers must not rerun the model forward (train-sae checks membership).
@@ -49,16 +52,23 @@ def command(
     model_path = Path(p.pick(model_dir, "model.dir"))
     data_path = Path(p.pick(data_dir, "data.dir"))
     out_path = Path(p.pick(out_dir, "cache.dir"))
+    corpora = {c: prepared_path(data_path, c, "corpus") for c in CORPORA}
+    # An optional corpus that was not prepared is not cached, and a stale cache of it goes.
+    corpora = {c: f for c, f in corpora.items() if c in REQUIRED_CORPORA or f.exists()}
+    for corpus in set(CORPORA) - set(corpora):
+        (out_path / f"{corpus}.parquet").unlink(missing_ok=True)
+    texts = {corpus: read_corpus_texts(path) for corpus, path in corpora.items()}
     model, tokenizer = load_model(str(model_path), p.get("model.dtype"))
     for layer in cfg.layers:
         check_layer(model, layer, what="cache.layers entry")
     model_name = str(p.get("model.name"))
     summaries = []
     with record_run_time() as timings:
-        for corpus in CORPORA:
-            texts = read_corpus_texts(data_path / f"{corpus}_corpus.parquet")
+        for corpus, corpus_texts in texts.items():
             out_file = out_path / f"{corpus}.parquet"
-            s = cache_corpus(model, tokenizer, texts, corpus, cfg, out_file, model_name=model_name)
+            s = cache_corpus(
+                model, tokenizer, corpus_texts, corpus, cfg, out_file, model_name=model_name
+            )
             summaries.append(s)
             timings[f"{corpus}_tokens_per_second"] = s.tokens_per_second
             typer.echo(f"cached {s.corpus}: {s.n_tokens} tokens at {s.tokens_per_second} tok/s")

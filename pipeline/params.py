@@ -49,7 +49,7 @@ LOCAL_INPUTS = {
     "sae.path": (set(), "inputs/saes"),
     "clamp.csv": (set(), "data/steering"),
 }
-RANKING_SCORES = Literal["forget_freq", "freq_ratio", "log_odds", "forget_window_freq"]
+RANKING_SCORES = Literal["forget_freq", "freq_ratio", "log_odds", "forget_window_freq", "crisp"]
 
 
 class Section(BaseModel):
@@ -156,6 +156,7 @@ class SelectParams(Section):
     top_k: PositiveInt = 120
     retain_threshold: float | None = None
     min_forget_freq: float = 0.001
+    min_near_ratio: float | None = Field(None, gt=0.0)  # CRISP: 3
     eps: float = 0.0001
     threshold_rate: float | None = Field(0.002, ge=0.0, le=1.0)
 

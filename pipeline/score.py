@@ -19,6 +19,7 @@ from transformers import AutoTokenizer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
+from sae_unlearn.activations import CacheError
 from sae_unlearn.models import resolve_device
 from sae_unlearn.saes import load_sae_dir
 from sae_unlearn.selection.config import RULE_FIELDS, ScoreConfig, SelectConfig
@@ -57,7 +58,7 @@ def command(
         )
         try:
             paths = cache_paths(Path(p.pick(cache_dir, "cache.dir")))
-        except FileNotFoundError as exc:
+        except CacheError as exc:
             raise typer.BadParameter(str(exc)) from exc
         sae_path = Path(p.pick(sae_dir, "sae.dir"))
         model_path = Path(p.pick(model_dir, "model.dir"))

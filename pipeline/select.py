@@ -23,7 +23,9 @@ from sae_unlearn.selection.ranking import select_latents
 def command(
     stats: Path | None = typer.Option(None, help="latents.parquet from `sae-unlearn score`"),
     out_dir: Path | None = typer.Option(None, help="where selected.parquet goes"),
-    score: str | None = typer.Option(None, help="forget_freq | freq_ratio | log_odds"),
+    score: str | None = typer.Option(
+        None, help="forget_freq | freq_ratio | log_odds | forget_window_freq | crisp"
+    ),
     top_k: int | None = typer.Option(None, help="latents to select"),
     retain_threshold: float | None = typer.Option(None, help="max retain firing frequency"),
     min_forget_freq: float | None = typer.Option(None, help="min forget firing frequency"),
@@ -42,15 +44,16 @@ def command(
             score=str(p.pick(score, "select.score")),
             retain_threshold=None if threshold is None else float(threshold),
             min_forget_freq=float(p.pick(min_forget_freq, "select.min_forget_freq")),
+            min_near_ratio=p.get("select.min_near_ratio"),
             eps=float(p.get("select.eps")),
             threshold_rate=None if rate is None else float(rate),
         )
         stats_path = Path(stats or Path(p.get("score.dir")) / LATENTS_FILE)
         try:
             latents, windows = read_scores(stats_path, with_windows=cfg.needs_windows)
-        except FileNotFoundError as exc:
+            selected = select_latents(latents, cfg, source=str(stats_path), windows=windows)
+        except (FileNotFoundError, ValueError) as exc:  # bad input: the message, no traceback
             raise typer.BadParameter(str(exc)) from exc
-        selected = select_latents(latents, cfg, source=str(stats_path), windows=windows)
         out_path = Path(p.pick(out_dir, "select.dir")) / SELECTED_FILE
         write_parquet(out_path, selected)
         typer.echo(
@@ -58,5 +61,6 @@ def command(
             f"(retain_freq <= {cfg.retain_threshold}, threshold_rate {cfg.threshold_rate}) "
             f"-> {out_path}"
         )
-        columns = ["rank", "latent", "forget_freq", "retain_freq", "threshold", "score"]
+        columns = ["rank", "latent", "forget_freq", "retain_freq", "retain_near_freq"]
+        columns = [c for c in columns if c in selected.columns] + ["threshold", "score"]
         typer.echo(selected[columns].to_string(index=False))

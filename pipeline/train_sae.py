@@ -17,14 +17,12 @@ import typer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
-from sae_unlearn.activations.read import CacheError, check_caches
+from sae_unlearn.activations.read import CacheError, check_caches, corpus_cache_paths
 from sae_unlearn.io import write_json
 from sae_unlearn.models.loading import resolve_device
 from sae_unlearn.saes.config import SAESourceConfig, SAETrainConfig
 from sae_unlearn.saes.from_cache import layer_sae_metrics, load_for_cache, train_on_cache
 from sae_unlearn.saes.io import check_sae_matches_model, save_sae
-
-CORPORA = ("forget", "retain")
 
 
 def _train_config(p: Params, training_tokens: int | None) -> SAETrainConfig:
@@ -62,9 +60,10 @@ def command(
     sae_dir = Path(p.pick(out_dir, "sae.dir"))
     metrics_path = Path(p.pick(metrics, "sae.metrics"))
     dev = str(resolve_device(device))
-    paths = [cache_path / f"{corpus}.parquet" for corpus in CORPORA]
     with record_run_time() as timings:
         try:
+            # every cached corpus: the more varied the text, the fewer dead latents
+            paths = list(corpus_cache_paths(cache_path).values())
             d_model = check_caches(paths, sae_layer)
             if src.source == "train":
                 cfg = _train_config(p, training_tokens)

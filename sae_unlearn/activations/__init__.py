@@ -7,16 +7,25 @@ from sae_unlearn.activations.read import (
     cache_metadata,
     check_caches,
     check_layer_cached,
+    corpus_cache_paths,
     iter_activations,
     read_activations,
     read_layer_with_sequences,
     read_tokens,
 )
-from sae_unlearn.activations.schema import METADATA_KEY, TOKEN_COLUMNS, resid_column
+from sae_unlearn.activations.schema import (
+    CORPORA,
+    METADATA_KEY,
+    REQUIRED_CORPORA,
+    TOKEN_COLUMNS,
+    resid_column,
+)
 from sae_unlearn.activations.tokenize import special_token_ids, tokenize_corpus
 
 __all__ = [
+    "CORPORA",
     "METADATA_KEY",
+    "REQUIRED_CORPORA",
     "TOKEN_COLUMNS",
     "CacheConfig",
     "CacheError",
@@ -25,6 +34,7 @@ __all__ = [
     "cache_metadata",
     "check_caches",
     "check_layer_cached",
+    "corpus_cache_paths",
     "iter_activations",
     "read_activations",
     "read_layer_with_sequences",

@@ -11,7 +11,13 @@ import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from sae_unlearn.activations.schema import METADATA_KEY, TOKEN_COLUMNS, resid_column
+from sae_unlearn.activations.schema import (
+    CORPORA,
+    METADATA_KEY,
+    REQUIRED_CORPORA,
+    TOKEN_COLUMNS,
+    resid_column,
+)
 
 
 class CacheError(ValueError):
@@ -49,6 +55,19 @@ def check_caches(paths: Sequence[Path], layer: int, what: str = "sae.layer") -> 
         folders = sorted({str(path.parent) for path in paths})
         raise CacheError(f"the caches in {', '.join(folders)} disagree on d_model: {d_models}")
     return d_models.pop()
+
+
+def corpus_cache_paths(cache_dir: str | Path) -> dict[str, Path]:
+    """The cache file of each corpus in `cache_dir`, in CORPORA order: the required ones
+    (which must exist) and each optional one that was cached."""
+    paths = {}
+    for corpus in CORPORA:
+        path = Path(cache_dir) / f"{corpus}.parquet"
+        if path.exists():
+            paths[corpus] = path
+        elif corpus in REQUIRED_CORPORA:
+            raise CacheError(f"{path} does not exist; run `sae-unlearn cache` first")
+    return paths
 
 
 def read_tokens(path: str | Path) -> pa.Table:

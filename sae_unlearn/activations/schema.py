@@ -13,6 +13,10 @@ import numpy as np
 import pyarrow as pa
 
 TOKEN_COLUMNS = ["corpus", "sequence_id", "position", "token_id", "is_special"]
+# The corpora a run caches, one file each (`{corpus}.parquet`): the question roles' corpora.
+# forget and retain always; retain_near (benign text next to forget) when it was prepared.
+CORPORA = ("forget", "retain", "retain_near")
+REQUIRED_CORPORA = ("forget", "retain")
 METADATA_KEY = b"sae_unlearn"
 
 

@@ -1,9 +1,8 @@
 """The prepare-data step: load every input, validate it all, then write the prepared parquet.
 
-Layout under the output folder: `{role}_corpus.parquet` and `questions/{role}_questions.parquet`
-for forget and retain, and for retain_near when its spec is not `none`. The question sets have
-a folder of their own so that the evaluation stages can depend on exactly the sets there are
-(a DVC dependency must exist, and retain_near's may not).
+Layout under the output folder (`sae_unlearn.prepared`): `corpora/{role}_corpus.parquet`
+and `questions/{role}_questions.parquet` for forget and retain, and for retain_near when its
+spec is not `none`.
 """
 
 from __future__ import annotations
@@ -17,9 +16,7 @@ import pandas as pd
 from sae_unlearn.data.schema import ALL_ROLES, ROLES, DataError
 from sae_unlearn.data.sources import NONE, PAPER_MMLU_SUBJECTS, load_corpus, load_questions
 from sae_unlearn.io import write_parquet
-
-KINDS = ("corpus", "questions")
-QUESTIONS_DIR = "questions"
+from sae_unlearn.prepared import KINDS, prepared_path
 
 
 @dataclass(frozen=True)
@@ -56,14 +53,6 @@ class DataSummary:
             parts = ", ".join(f"{s} {n}" for s, n in by_subject.items())
             out.append(f"{role} questions: {total} ({parts})")
         return out
-
-
-def prepared_path(out_dir: str | Path, role: str, kind: str) -> Path:
-    """Where prepare-data writes `role`'s corpus or question set."""
-    out = Path(out_dir)
-    if kind == "questions":
-        return out / QUESTIONS_DIR / f"{role}_questions.parquet"
-    return out / f"{role}_corpus.parquet"
 
 
 def prepared_paths(out_dir: str | Path, roles: tuple[str, ...] = ALL_ROLES) -> dict[str, Path]:

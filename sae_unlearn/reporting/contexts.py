@@ -38,7 +38,9 @@ def top_contexts(contexts: pd.DataFrame, latent: int, per_corpus: int) -> pd.Dat
     if "corpus" not in mine:
         return mine.head(per_corpus)
     # Forget contexts first: they show what the latent means.
-    mine = mine.assign(_o=mine["corpus"].map({"forget": 0, "retain": 1}).fillna(2))
+    mine = mine.assign(
+        _o=mine["corpus"].map({"forget": 0, "retain": 1, "retain_near": 2}).fillna(3)
+    )
     mine = mine.sort_values(
         ["_o", "activation"] if "activation" in mine else ["_o"],
         ascending=[True, False] if "activation" in mine else [True],
@@ -60,7 +62,7 @@ class LatentCard:
 
 def _stats(r: Mapping) -> list[str]:
     stats = [f"rank {int(r['rank'])}"] if "rank" in r else []
-    for corpus in ("forget", "retain"):
+    for corpus in ("forget", "retain", "retain_near"):
         value = r.get(f"{corpus}_freq")
         if value is not None and not pd.isna(value):
             stats.append(f"{corpus} freq {fmt_freq(value)}")

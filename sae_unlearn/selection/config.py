@@ -18,9 +18,15 @@ from dataclasses import dataclass, field, replace
 #              and common-on-retain symmetrically.
 # forget_window_freq: fraction of forget windows where the latent exceeds its calibrated
 #              threshold (0 without calibration): how much forget text it would flag.
-SCORES = ("forget_freq", "freq_ratio", "log_odds", "forget_window_freq")
+# crisp:       CRISP (Ashuach et al. 2025): forget minus benign activation count, benign
+#              being in-domain text without hazards (here retain_near, biology without
+#              pathogens, not general text); counts per token (frequencies), since the
+#              corpora differ in length. Pair with `min_near_ratio` (CRISP: 3).
+SCORES = ("forget_freq", "freq_ratio", "log_odds", "forget_window_freq", "crisp")
+# Scores that contrast forget with the retain_near corpus, so need its statistics.
+NEAR_SCORES = ("crisp",)
 # The SelectConfig fields that make the rule whatever the score and k: what score shares.
-RULE_FIELDS = ("retain_threshold", "min_forget_freq", "eps", "threshold_rate")
+RULE_FIELDS = ("retain_threshold", "min_forget_freq", "min_near_ratio", "eps", "threshold_rate")
 
 
 def check_score_name(name: str, what: str) -> None:
@@ -37,6 +43,10 @@ class SelectConfig:
     score: str = "forget_freq"
     retain_threshold: float | None = 0.01  # null: no retain filter
     min_forget_freq: float = 0.0
+    # CRISP's filter: keep latents firing on at least this many times more of the forget
+    # corpus than of the retain_near corpus (forget_freq >= ratio * retain_near_freq).
+    # null: no such filter. Needs the retain_near statistics.
+    min_near_ratio: float | None = None
     eps: float = 1e-4  # smoothing of freq_ratio and log_odds, in frequency units
     # Calibrate per-latent thresholds on the retain windows: each selected latent's
     # threshold is the activation its window maximum exceeds on at most this fraction of
@@ -46,6 +56,10 @@ class SelectConfig:
     @property
     def needs_windows(self) -> bool:
         return self.threshold_rate is not None or self.score == "forget_window_freq"
+
+    @property
+    def needs_near(self) -> bool:
+        return self.score in NEAR_SCORES or self.min_near_ratio is not None
 
     def __post_init__(self) -> None:
         check_score_name(self.score, "select.score")
@@ -61,6 +75,10 @@ class SelectConfig:
             )
         if not 0.0 <= self.min_forget_freq <= 1.0:
             raise ValueError(f"select.min_forget_freq={self.min_forget_freq} must be in [0, 1]")
+        if self.min_near_ratio is not None and not self.min_near_ratio > 0:
+            raise ValueError(
+                f"select.min_near_ratio={self.min_near_ratio} must be positive or null"
+            )
         if not self.eps > 0:
             raise ValueError(f"select.eps={self.eps} must be positive")
 

@@ -14,7 +14,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from sae_unlearn.activations import read_tokens
 from sae_unlearn.selection.config import ScoreConfig
 from sae_unlearn.selection.ranking import rank_latents
-from sae_unlearn.selection.stats import STAT_COLUMNS, CorpusStatistics
+from sae_unlearn.selection.stats import CorpusStatistics, stat_columns
 
 CONTEXT_COLUMNS = [
     "latent",
@@ -41,7 +41,7 @@ def context_latents(
     for name in cfg.rankings:
         ranking = cfg.ranking_config(name)
         ranked = rank_latents(
-            stats[STAT_COLUMNS], ranking, windows=windows if ranking.needs_windows else None
+            stats[stat_columns(stats)], ranking, windows=windows if ranking.needs_windows else None
         )
         ranked = ranked.head(cfg.context_latents)
         for latent in ranked["latent"].tolist():

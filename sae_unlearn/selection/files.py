@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from sae_unlearn.activations.read import corpus_cache_paths
 from sae_unlearn.io import write_parquet
-from sae_unlearn.selection.stats import CORPORA
 
 LATENTS_FILE = "latents.parquet"  # STAT_COLUMNS
 CONTEXTS_FILE = "contexts.parquet"  # CONTEXT_COLUMNS
@@ -16,12 +16,9 @@ SELECTED_FILE = "selected.parquet"
 
 
 def cache_paths(cache_dir: str | Path) -> dict[str, Path]:
-    """The activation cache of each corpus in `cache_dir`, which must all exist."""
-    paths = {corpus: Path(cache_dir) / f"{corpus}.parquet" for corpus in CORPORA}
-    for path in paths.values():
-        if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist; run `sae-unlearn cache` first")
-    return paths
+    """The activation cache of each corpus in `cache_dir`: forget and retain, which must
+    exist, and retain_near when it was cached."""
+    return corpus_cache_paths(cache_dir)
 
 
 def write_scores(

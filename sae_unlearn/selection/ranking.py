@@ -1,5 +1,7 @@
 """The selection rule (Farrell et al. 2024; SAEBench unlearning eval): drop latents whose
-retain frequency exceeds a threshold, rank the rest by a score, take the top k."""
+frequency on a benign corpus (retain, and retain_near when scored) exceeds a threshold, rank
+the rest by a score, take the top k. With retain_near, CRISP's rule (Ashuach et al. 2025)
+contrasts forget with in-domain benign text: the `crisp` score and `min_near_ratio`."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sae_unlearn.selection.config import SelectConfig, check_score_name
-from sae_unlearn.selection.stats import STAT_COLUMNS, validate_statistics
+from sae_unlearn.selection.stats import BENIGN_CORPORA, stat_columns, validate_statistics
 from sae_unlearn.selection.windows import window_statistics
 
 
@@ -23,6 +25,8 @@ def compute_score(stats: pd.DataFrame, name: str, eps: float = 1e-4) -> pd.Serie
     retain = stats["retain_freq"].astype(float)
     if name == "forget_freq":
         return forget
+    if name == "crisp":
+        return forget - stats["retain_near_freq"].astype(float)
     if name == "freq_ratio":
         return forget / (retain + eps)
 
@@ -47,7 +51,13 @@ def rank_latents(
     forget frequency, then by latent index, so the order is deterministic.
     """
     validate_statistics(stats, source)
-    frame = stats[STAT_COLUMNS].copy()
+    frame = stats[stat_columns(stats)].copy()
+    if cfg.needs_near and "retain_near_freq" not in frame.columns:
+        raise ValueError(
+            f"select.score={cfg.score!r} / select.min_near_ratio={cfg.min_near_ratio} contrast "
+            f"forget with the retain_near corpus, but {source} has no retain_near statistics; "
+            "set data.retain_near_corpus (e.g. `embedded`) and rerun, or pick another score"
+        )
     if windows is not None:
         frame = frame.merge(
             window_statistics(windows, len(frame), cfg.threshold_rate), on="latent", how="left"
@@ -65,7 +75,11 @@ def rank_latents(
         keep &= frame["forget_window_freq"] > 0
     keep &= frame["forget_freq"] >= cfg.min_forget_freq
     if cfg.retain_threshold is not None:
-        keep &= frame["retain_freq"] <= cfg.retain_threshold
+        for corpus in BENIGN_CORPORA:  # the filter holds against each benign corpus
+            if f"{corpus}_freq" in frame.columns:
+                keep &= frame[f"{corpus}_freq"] <= cfg.retain_threshold
+    if cfg.min_near_ratio is not None:
+        keep &= frame["forget_freq"] >= cfg.min_near_ratio * frame["retain_near_freq"]
     frame = frame[keep].sort_values(
         ["score", "forget_freq", "latent"], ascending=[False, False, True], kind="mergesort"
     )

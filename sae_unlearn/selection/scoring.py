@@ -1,5 +1,6 @@
-"""Scoring: stream each corpus's activation cache through the SAE once, row group by row
-group, into per-latent statistics, window maxima and the top contexts of the best latents."""
+"""Scoring: stream each corpus's activation cache (forget, retain, and retain_near when
+cached) through the SAE once, row group by row group, into per-latent statistics, window
+maxima and the top contexts of the best latents."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sae_unlearn.selection.contexts import context_latents, top_contexts
 from sae_unlearn.selection.encode import encode_dense, sae_device
 from sae_unlearn.selection.stats import (
     CORPORA,
+    REQUIRED_CORPORA,
     CorpusStatistics,
     LatentAccumulator,
     latent_table,
@@ -88,10 +90,17 @@ def score_latents(
     cfg: ScoreConfig,
     progress: bool = True,
 ) -> ScoreResult:
-    """Statistics of every latent on the forget and retain caches, and top contexts."""
-    missing = [c for c in CORPORA if c not in cache_paths]
+    """Statistics of every latent on each cache (forget and retain, retain_near when
+    given), and top contexts."""
+    missing = [c for c in REQUIRED_CORPORA if c not in cache_paths]
     if missing:
-        raise ValueError(f"score_latents needs caches for {list(CORPORA)}; missing {missing}")
+        raise ValueError(
+            f"score_latents needs caches for {list(REQUIRED_CORPORA)}; missing {missing}"
+        )
+    unknown = [c for c in cache_paths if c not in CORPORA]
+    if unknown:
+        raise ValueError(f"score_latents: unknown corpora {unknown}; use {list(CORPORA)}")
+    corpora = [c for c in CORPORA if c in cache_paths]
     stats = {
         corpus: corpus_statistics(
             sae,
@@ -103,12 +112,12 @@ def score_latents(
             progress=progress,
             window=cfg.window,
         )
-        for corpus in CORPORA
+        for corpus in corpora
     }
-    table = latent_table(stats["forget"], stats["retain"])
-    windows = window_table(stats["forget"], stats["retain"])
+    table = latent_table(*stats.values())
+    windows = window_table(*stats.values())
     picked = context_latents(table, cfg, windows) if cfg.top_contexts else {}
     contexts = top_contexts(
-        {c: (cache_paths[c], stats[c]) for c in CORPORA}, picked, tokenizer, cfg.context_window
+        {c: (cache_paths[c], stats[c]) for c in corpora}, picked, tokenizer, cfg.context_window
     )
     return ScoreResult(table, contexts, windows, {c: s.n_tokens for c, s in stats.items()})

@@ -14,7 +14,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-CORPORA = ("forget", "retain")
+from sae_unlearn.activations.schema import CORPORA, REQUIRED_CORPORA
+
+# The benign corpora: latents are filtered and thresholds calibrated against each of them.
+BENIGN_CORPORA = ("retain", "retain_near")
 STAT_COLUMNS = [
     "latent",
     "forget_freq",
@@ -24,6 +27,13 @@ STAT_COLUMNS = [
     "forget_max",
     "retain_max",
 ]
+# Present when the retain_near corpus was cached and scored.
+NEAR_STAT_COLUMNS = ["retain_near_freq", "retain_near_mean", "retain_near_max"]
+
+
+def stat_columns(stats: pd.DataFrame) -> list[str]:
+    """The statistics columns of a table: STAT_COLUMNS, and retain_near's when present."""
+    return STAT_COLUMNS + [c for c in NEAR_STAT_COLUMNS if c in stats.columns]
 
 
 @dataclass
@@ -94,20 +104,23 @@ class LatentAccumulator:
         )
 
 
-def latent_table(forget: CorpusStatistics, retain: CorpusStatistics) -> pd.DataFrame:
-    """One row per latent with the STAT_COLUMNS."""
-    d_sae = len(forget.freq)
-    return pd.DataFrame(
-        {
-            "latent": np.arange(d_sae, dtype=np.int64),
-            "forget_freq": forget.freq.numpy(),
-            "retain_freq": retain.freq.numpy(),
-            "forget_mean": forget.mean.numpy(),
-            "retain_mean": retain.mean.numpy(),
-            "forget_max": forget.max.numpy().astype(np.float64),
-            "retain_max": retain.max.numpy().astype(np.float64),
-        }
-    )
+def latent_table(*corpora: CorpusStatistics) -> pd.DataFrame:
+    """One row per latent: frequency, mean and max on each corpus given (forget and retain,
+    and retain_near when given), `{corpus}_{stat}`, in STAT_COLUMNS order."""
+    by_name = {s.corpus: s for s in corpora}
+    missing = [c for c in REQUIRED_CORPORA if c not in by_name]
+    if missing:
+        raise ValueError(f"latent statistics need the corpora {list(REQUIRED_CORPORA)}: {missing}")
+    order = [c for c in CORPORA if c in by_name]
+    columns: dict[str, np.ndarray] = {
+        "latent": np.arange(len(by_name["forget"].freq), dtype=np.int64)
+    }
+    for stat in ("freq", "mean", "max"):
+        for corpus in order:
+            values = getattr(by_name[corpus], stat).numpy()
+            columns[f"{corpus}_{stat}"] = values.astype(np.float64) if stat == "max" else values
+    table = pd.DataFrame(columns)
+    return table[["latent"] + [c for c in table.columns if c != "latent"]]
 
 
 def validate_statistics(stats: pd.DataFrame, source: str = "the latent statistics") -> None:
@@ -130,9 +143,9 @@ def validate_statistics(stats: pd.DataFrame, source: str = "the latent statistic
             f"{source}: latents out of range or repeated (e.g. {shown}); expected each of "
             f"0..{len(stats) - 1} once; rerun `sae-unlearn score`"
         )
-    values = stats[STAT_COLUMNS[1:]]
+    values = stats[stat_columns(stats)[1:]]
     if values.isna().any().any():
         raise ValueError(f"{source} has missing (NaN) statistics; rerun `sae-unlearn score`")
-    freqs = stats[["forget_freq", "retain_freq"]]
+    freqs = stats[[c for c in stat_columns(stats) if c.endswith("_freq")]]
     if ((freqs < 0) | (freqs > 1)).any().any():
         raise ValueError(f"{source}: frequencies must lie in [0, 1]; rerun `sae-unlearn score`")

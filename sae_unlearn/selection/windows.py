@@ -3,7 +3,8 @@
 A window is a span about the length of a question, never crossing sequences; maxima are
 stored sparse (nonzero only). They estimate how often a latent would touch a question-sized
 text, and calibrate per-latent thresholds: the activation a latent exceeds on at most a
-given fraction of retain windows (`select.threshold_rate`), for the `gated_clamp` mode.
+given fraction of the windows of each benign corpus (retain, and retain_near when scored;
+`select.threshold_rate`), for the `gated_clamp` mode.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
-from sae_unlearn.selection.stats import CORPORA, CorpusStatistics
+from sae_unlearn.selection.stats import BENIGN_CORPORA, CORPORA, REQUIRED_CORPORA, CorpusStatistics
 
 WINDOW_COLUMNS = ["corpus", "window", "latent", "value", "n_windows"]
 
@@ -64,10 +65,10 @@ class WindowMaxima:
         return frame.groupby(["window", "latent"], as_index=False, sort=True)["value"].max()
 
 
-def window_table(forget: CorpusStatistics, retain: CorpusStatistics) -> pd.DataFrame:
-    """Both corpora's nonzero window maxima in one long table (WINDOW_COLUMNS)."""
+def window_table(*corpora: CorpusStatistics) -> pd.DataFrame:
+    """The corpora's nonzero window maxima in one long table (WINDOW_COLUMNS)."""
     parts = []
-    for stats in (forget, retain):
+    for stats in corpora:
         frame = stats.windows if stats.windows is not None else pd.DataFrame()
         frame = frame.reindex(columns=["window", "latent", "value"]).copy()
         frame.insert(0, "corpus", stats.corpus)
@@ -85,12 +86,15 @@ def window_statistics(
     threshold_rate: float | None,
     source: str = "the window maxima",
 ) -> pd.DataFrame:
-    """Per latent: the calibrated `threshold` and the fraction of forget and retain windows
-    whose maximum exceeds it (`forget_window_freq`, `retain_window_freq`).
+    """Per latent: the calibrated `threshold` and the fraction of each corpus's windows
+    whose maximum exceeds it (`forget_window_freq`, `retain_window_freq`, and
+    `retain_near_window_freq` when the table has retain_near windows).
 
-    The threshold is the smallest activation that the latent's window maximum exceeds on
-    at most `threshold_rate` of retain windows: the (m+1)-th largest retain window maximum
-    with m = floor(rate * n_windows), or 0 when it exceeds 0 on no more than m windows.
+    On one benign corpus, the calibrated threshold is the smallest activation that the
+    latent's window maximum exceeds on at most `threshold_rate` of its windows: the (m+1)-th
+    largest window maximum with m = floor(rate * n_windows), or 0 when it exceeds 0 on no
+    more than m windows (`threshold_retain`, `threshold_retain_near`). A latent's `threshold`
+    is the stricter (larger) of them, so it holds against each benign corpus.
     `threshold_rate=None` gives threshold 0 everywhere.
     """
     missing = [c for c in WINDOW_COLUMNS if c not in windows.columns]
@@ -101,6 +105,8 @@ def window_statistics(
     counts = {}
     for corpus in CORPORA:
         n = windows.loc[windows["corpus"] == corpus, "n_windows"]
+        if corpus not in REQUIRED_CORPORA and len(n) == 0:
+            continue  # an optional corpus that was not scored
         if len(n) == 0 or int(n.iloc[0]) < 1:
             raise ValueError(f"{source} has no {corpus} windows; rerun `sae-unlearn score`")
         counts[corpus] = int(n.iloc[0])
@@ -110,17 +116,32 @@ def window_statistics(
             f"{source}: latents {bad.head(5).tolist()} out of range for {d_sae} latents; "
             "rerun `sae-unlearn score` with this SAE"
         )
-    thresholds = np.zeros(d_sae, dtype=np.float64)
-    retain = windows[windows["corpus"] == "retain"]
-    if threshold_rate is not None:
-        m = int(np.floor(threshold_rate * counts["retain"]))
-        ranked = retain.sort_values(["latent", "value"], ascending=[True, False])
-        nth = ranked.groupby("latent").nth(m)  # the (m+1)-th largest, where it exists
-        thresholds[nth["latent"].to_numpy()] = nth["value"].to_numpy()
-    out = pd.DataFrame({"latent": np.arange(d_sae, dtype=np.int64), "threshold": thresholds})
-    for corpus in CORPORA:
+    out = pd.DataFrame({"latent": np.arange(d_sae, dtype=np.int64)})
+    benign = [c for c in BENIGN_CORPORA if c in counts]
+    for corpus in benign:
+        out[f"threshold_{corpus}"] = calibrated_thresholds(
+            windows[windows["corpus"] == corpus], d_sae, threshold_rate, counts[corpus]
+        )
+    thresholds = out[[f"threshold_{c}" for c in benign]].max(axis=1).to_numpy()
+    out.insert(1, "threshold", thresholds)
+    for corpus in counts:
         frame = windows[windows["corpus"] == corpus]
         above = frame["value"].to_numpy() > thresholds[frame["latent"].to_numpy()]
         hits = np.bincount(frame["latent"].to_numpy()[above], minlength=d_sae)
         out[f"{corpus}_window_freq"] = hits / counts[corpus]
     return out
+
+
+def calibrated_thresholds(
+    windows: pd.DataFrame, d_sae: int, rate: float | None, n_windows: int
+) -> np.ndarray:
+    """Per latent, the activation its window maximum exceeds on at most `rate` of the
+    `n_windows` windows of one corpus (`windows`: that corpus's nonzero maxima)."""
+    thresholds = np.zeros(d_sae, dtype=np.float64)
+    if rate is None:
+        return thresholds
+    m = int(np.floor(rate * n_windows))
+    ranked = windows.sort_values(["latent", "value"], ascending=[True, False])
+    nth = ranked.groupby("latent").nth(m)  # the (m+1)-th largest, where it exists
+    thresholds[nth["latent"].to_numpy()] = nth["value"].to_numpy()
+    return thresholds

@@ -54,10 +54,10 @@ def test_prepare_data_writes_normalised_parquet(tmp_path):
     out = tmp_path / "prepared"
     summary = prepare_data(DataConfig(**_inputs(tmp_path), max_documents=2), out)
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.parquet")) == [
-        "forget_corpus.parquet",
+        "corpora/forget_corpus.parquet",
+        "corpora/retain_corpus.parquet",
         "questions/forget_questions.parquet",
         "questions/retain_questions.parquet",
-        "retain_corpus.parquet",
     ]
     assert summary.documents == {"forget": 2, "retain": 2}
     assert summary.words == {"forget": 8 + 7, "retain": 6 + 6}
@@ -69,8 +69,8 @@ def test_prepare_data_writes_normalised_parquet(tmp_path):
     assert str(schema.field("choices").type) == "list<element: string>"
     assert str(schema.field("answer").type) == "int64"
     assert schema.names == ["question", "choices", "answer", "subject"]
-    assert pq.read_schema(out / "retain_corpus.parquet").names == ["text", "source"]
-    corpus = pd.read_parquet(out / "forget_corpus.parquet")
+    assert pq.read_schema(out / "corpora/retain_corpus.parquet").names == ["text", "source"]
+    corpus = pd.read_parquet(out / "corpora/forget_corpus.parquet")
     assert corpus["source"].tolist() == ["forget.jsonl:Viruses", "forget.jsonl:Antibodies"]
     qs = pd.read_parquet(out / "questions/retain_questions.parquet")
     assert qs["choices"].map(list).tolist()[1] == ["Austen", "Shakespeare", "Twain", "Woolf"]
@@ -120,7 +120,7 @@ def test_stage_reads_params_and_prints_counts(tmp_path, inputs_dir):
     assert "retain corpus: 2 documents, 12 words" in result.output
     assert "forget questions: 3 (immunology 1, virology 2)" in result.output
     assert "retain questions: 2 (geography 1, literature 1)" in result.output
-    assert len(pd.read_parquet(tmp_path / "prepared" / "forget_corpus.parquet")) == 3
+    assert len(pd.read_parquet(tmp_path / "prepared" / "corpora/forget_corpus.parquet")) == 3
 
 
 def test_stage_options_override_params(tmp_path, inputs_dir):
@@ -190,19 +190,19 @@ def test_retain_near_written_when_set_and_removed_when_none(tmp_path):
     assert summary.lines()[-1] == "retain_near questions: 2 (anatomy 1, botany 1)"
     qs = pd.read_parquet(out / "questions/retain_near_questions.parquet")
     assert qs["answer"].tolist() == [0, 1] and qs["subject"].tolist() == ["anatomy", "botany"]
-    assert pd.read_parquet(out / "retain_near_corpus.parquet")["source"].tolist() == [
+    assert pd.read_parquet(out / "corpora/retain_near_corpus.parquet")["source"].tolist() == [
         "near.jsonl:1"
     ]
 
-    # `none` (the default) is the two-role run: no retain_near file, a stale one removed.
+    # `none` is the two-role run: no retain_near file, a stale one removed.
     summary = prepare_data(DataConfig(**inputs), out)
     assert list(summary.documents) == ["forget", "retain"]
     assert list(summary.questions) == ["forget", "retain"]
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.parquet")) == [
-        "forget_corpus.parquet",
+        "corpora/forget_corpus.parquet",
+        "corpora/retain_corpus.parquet",
         "questions/forget_questions.parquet",
         "questions/retain_questions.parquet",
-        "retain_corpus.parquet",
     ]
 
 
@@ -214,7 +214,7 @@ def test_retain_near_questions_alone_write_no_corpus(tmp_path):
     )
     assert "retain_near" not in summary.documents and "retain_near" in summary.questions
     assert (out / "questions/retain_near_questions.parquet").exists()
-    assert not (out / "retain_near_corpus.parquet").exists()
+    assert not (out / "corpora/retain_near_corpus.parquet").exists()
 
 
 def test_retain_near_file_with_the_wrong_schema_is_refused(tmp_path):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from sae_unlearn.activations import CacheError
 from sae_unlearn.selection.files import cache_paths, read_scores, write_scores
 from tests.selection.helpers import hand_stats, hand_windows
 
 
 def test_cache_paths(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"forget.parquet does not exist; run `sae-un"):
+    with pytest.raises(CacheError, match=r"forget.parquet does not exist; run `sae-unlearn"):
         cache_paths(tmp_path)
     for corpus in ("forget", "retain"):
         (tmp_path / f"{corpus}.parquet").touch()
@@ -18,6 +19,9 @@ def test_cache_paths(tmp_path):
         "forget": tmp_path / "forget.parquet",
         "retain": tmp_path / "retain.parquet",
     }
+    # retain_near is optional: found when it was cached
+    (tmp_path / "retain_near.parquet").touch()
+    assert list(cache_paths(tmp_path)) == ["forget", "retain", "retain_near"]
 
 
 def test_write_and_read_scores(tmp_path):
