@@ -121,33 +121,45 @@ def plot_latents(
     path: Path,
     retain_threshold: float | None = None,
 ) -> float:
-    """Forget vs retain firing frequency, log axes; returns the floor zeros are drawn at."""
-    forget = stats["forget_freq"].to_numpy(float)
-    retain = stats["retain_freq"].to_numpy(float)
-    positive = np.concatenate([forget[forget > 0], retain[retain > 0]])
+    """Forget vs benign firing frequency, log axes, one panel per benign corpus (retain, and
+    retain_near when scored); returns the floor zeros are drawn at."""
+    benign = [c for c in ("retain", "retain_near") if f"{c}_freq" in stats.columns]
+    freqs = {c: stats[f"{c}_freq"].to_numpy(float) for c in ["forget", *benign]}
+    positive = np.concatenate([f[f > 0] for f in freqs.values()])
     # Log axes cannot show 0; latents that never fire on a corpus sit on a floor line
     # half a decade below the smallest observed frequency.
     floor = float(10 ** (math.floor(math.log10(positive.min())) - 0.5)) if len(positive) else 1e-6
-    x, y = np.maximum(retain, floor), np.maximum(forget, floor)
-    fig = new_figure(6.5, 5.5)
-    ax = fig.add_subplot()
-    ax.scatter(x, y, s=6, alpha=0.35, color="#888888", linewidths=0, label="latents")
+    y = np.maximum(freqs["forget"], floor)
     mask = stats["latent"].isin(list(selected)).to_numpy()
-    ax.scatter(
-        x[mask], y[mask], s=40, color=FRONT_COLOR, edgecolors="black", label="selected", zorder=3
-    )
-    for lat, xi, yi in zip(stats["latent"].to_numpy()[mask], x[mask], y[mask], strict=True):
-        ax.annotate(str(int(lat)), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    if retain_threshold:
-        ax.axvline(retain_threshold, color="grey", linestyle="--", linewidth=1)
-        ax.text(retain_threshold, floor, " retain threshold", fontsize=7, color="grey")
-    ax.plot([floor, 1], [floor, 1], color="#bbbbbb", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(f"retain firing frequency (0 drawn at {floor:.1g})")
-    ax.set_ylabel(f"forget firing frequency (0 drawn at {floor:.1g})")
-    ax.set_title("SAE latents: forget vs retain frequency")
-    ax.legend(loc="lower right", fontsize="small")
+    fig = new_figure(6.5 * len(benign), 5.5)
+    for n, corpus in enumerate(benign):
+        ax = fig.add_subplot(1, len(benign), n + 1)
+        x = np.maximum(freqs[corpus], floor)
+        ax.scatter(x, y, s=6, alpha=0.35, color="#888888", linewidths=0, label="latents")
+        ax.scatter(
+            x[mask],
+            y[mask],
+            s=40,
+            color=FRONT_COLOR,
+            edgecolors="black",
+            label="selected",
+            zorder=3,
+        )
+        latents = stats["latent"].to_numpy()[mask]
+        for lat, xi, yi in zip(latents, x[mask], y[mask], strict=True):
+            ax.annotate(
+                str(int(lat)), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7
+            )
+        if retain_threshold:
+            ax.axvline(retain_threshold, color="grey", linestyle="--", linewidth=1)
+            ax.text(retain_threshold, floor, " retain threshold", fontsize=7, color="grey")
+        ax.plot([floor, 1], [floor, 1], color="#bbbbbb", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"{corpus} firing frequency (0 drawn at {floor:.1g})")
+        ax.set_ylabel(f"forget firing frequency (0 drawn at {floor:.1g})")
+        ax.set_title(f"SAE latents: forget vs {corpus} frequency")
+        ax.legend(loc="lower right", fontsize="small")
     save_png(fig, path)
     return floor
 
@@ -157,12 +169,13 @@ def latents_figure(
 ) -> dict[str, pd.DataFrame]:
     """Draws `path`; returns latent_freqs.csv and selected_latents.csv."""
     floor = plot_latents(latents, chosen, path, retain_threshold)
-    freqs = latents[["latent", "forget_freq", "retain_freq"]].copy()
+    columns = [c for c in ("forget_freq", "retain_freq", "retain_near_freq") if c in latents]
+    freqs = latents[["latent", *columns]].copy()
     # Only latents that fire somewhere: a 16k-latent SAE has many dead ones.
-    freqs = freqs[(freqs["forget_freq"] > 0) | (freqs["retain_freq"] > 0)]
+    freqs = freqs[(freqs[columns] > 0).any(axis=1)]
     # log10 columns (zeros at the plot's floor) so DVC's linear-axis templates show
     # the same picture as the log-axis PNG.
-    for c in ("forget_freq", "retain_freq"):
+    for c in columns:
         freqs[f"log10_{c}"] = np.log10(np.maximum(freqs[c].to_numpy(float), floor))
     freqs["selected"] = freqs["latent"].isin(chosen)
     return {"latent_freqs.csv": freqs, "selected_latents.csv": freqs[freqs["selected"]]}

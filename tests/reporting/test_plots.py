@@ -78,6 +78,27 @@ def test_latents_figure_drops_dead_latents_and_logs_at_the_floor(tmp_path: Path)
     assert data["selected_latents.csv"]["latent"].tolist() == [0, 3]
 
 
+def test_latents_figure_shows_retain_near_frequency(tmp_path: Path):
+    latents = pd.DataFrame(
+        {
+            "latent": [0, 1, 2, 3],
+            "forget_freq": [0.04, 0.0, 0.0, 0.002],
+            "retain_freq": [0.0, 0.01, 0.0, 0.02],
+            "retain_near_freq": [0.03, 0.0, 0.001, 0.0],
+        }
+    )
+    data = latents_figure(latents, [0], None, tmp_path / "latents.png")
+    freqs = data["latent_freqs.csv"]
+    assert freqs["latent"].tolist() == [0, 1, 2, 3]  # latent 2 fires on retain_near alone
+    # Smallest positive frequency 0.001: the floor sits half a decade below 1e-3.
+    assert freqs["log10_retain_near_freq"].tolist() == pytest.approx(
+        [-1.52288, -3.5, -3.0, -3.5]
+    )
+    two_panels = (tmp_path / "latents.png").read_bytes()
+    latents_figure(latents.drop(columns="retain_near_freq"), [0], None, tmp_path / "one.png")
+    assert two_panels != (tmp_path / "one.png").read_bytes()
+
+
 def test_png_bytes_depend_only_on_the_data(tmp_path: Path):
     frame = pd.DataFrame(
         {"k": [0, 1, 4], "baseline": [0.8, 0.82, 0.85], "steered": [0.3, 0.3, 0.4]}
