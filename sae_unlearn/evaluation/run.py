@@ -11,6 +11,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.data.splits import question_splits
 from sae_unlearn.evaluation.config import EvalConfig
+from sae_unlearn.evaluation.contamination import CONTAMINATED
 from sae_unlearn.evaluation.known import (
     baseline_known_summary,
     known_correct_summary,
@@ -80,7 +81,10 @@ def evaluate_sets(
     for role, questions in sets.items():
         with maybe_steer(model, hook):
             frame = evaluate_questions(model, tokenizer, questions, cfg, progress=progress)
-        frame["split"] = question_splits(frame["question"])
+        # A contaminated question keeps the half of the question it repeats.
+        if "original_question" in questions:
+            frame["original_question"] = questions["original_question"].tolist()
+        frame["split"] = question_splits(frame.get("original_question", frame["question"]))
         results[role] = frame
     metrics: dict = {"format": cfg.format}
     for role, frame in results.items():
@@ -99,9 +103,13 @@ def add_baseline_known(
 ) -> None:
     """Mark the questions the unsteered model knows (a `known` column in `results`) and count
     them in `metrics[role]["known_correct"]`: cloze, correct as scored; letter, correct under
-    all 24 orderings of the choices (24 times the scoring, letter format only)."""
-    for role, frame in results.items():
-        if cfg.format == "letter":
+    all 24 orderings of the choices (24 times the scoring, letter format only). A
+    contaminated question is known when the question it repeats is."""
+    for role, frame in _sources_first(results):
+        source = CONTAMINATED.get(role)
+        if source in results:
+            known = results[source]["known"].to_numpy(bool)
+        elif cfg.format == "letter":
             permuted = permuted_questions(sets[role])
             scored = evaluate_questions(model, tokenizer, permuted, cfg, progress=progress)
             known = known_under_all_orderings(scored, len(frame))
@@ -109,6 +117,11 @@ def add_baseline_known(
             known = frame["correct"].to_numpy(bool)
         frame["known"] = known
         metrics[role]["known_correct"] = baseline_known_summary(known)
+
+
+def _sources_first(results: dict[str, pd.DataFrame]) -> list[tuple[str, pd.DataFrame]]:
+    """The roles of `results`, every contaminated role after the others."""
+    return sorted(results.items(), key=lambda item: item[0] in CONTAMINATED)
 
 
 def check_baseline_results(baseline: pd.DataFrame, steered: pd.DataFrame, source: str) -> None:
