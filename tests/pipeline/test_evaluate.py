@@ -63,9 +63,9 @@ def test_two_roles_keep_todays_keys_and_add_halves_and_known(stage_dir):
         "forget_ratio", "r_forget", "r_retain", "primary_metric", "retain_kept_99",
         "retain_contaminated_ratio", "dev", "test",
     ]  # fmt: skip
-    for metrics in (baseline, steered):
+    for metrics, gate in ((baseline, []), (steered, ["gate"])):
         for role in ("forget", "retain", "retain_contaminated"):
-            assert list(metrics[role]) == [*POOLED, "dev", "test", "known_correct"]
+            assert list(metrics[role]) == [*POOLED, "dev", "test", *gate, "known_correct"]
             assert metrics[role]["dev"]["n"] + metrics[role]["test"]["n"] == metrics[role]["n"]
     base_results = pd.read_parquet(stage_dir / "results/baseline/forget.parquet")
     # The tiny model answers the third forget question only (cloze), steered or not.
