@@ -2,8 +2,10 @@
 steered.
 
 Every role with a question set is scored: forget and retain always, retain_near when its set
-was prepared (or given). The baseline marks the questions it knows (SAEBench's view); the
-steered stage reads those per-question results for its known-correct accuracy.
+was prepared (or given), and each retain role again after a benign forget-topic sentence
+(retain_contaminated, retain_near_contaminated). The baseline marks the questions it knows
+(SAEBench's view); the steered stage reads those per-question results for its known-correct
+accuracy.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.data import ALL_ROLES, ROLES, DataError, prepared_path, read_question_file
 from sae_unlearn.evaluation import (
+    EVAL_ROLES,
     EvalConfig,
     add_alignment,
     add_baseline_known,
@@ -25,6 +28,7 @@ from sae_unlearn.evaluation import (
     evaluate_sets,
     load_clamp_hook,
     read_role_results,
+    with_contaminated,
 )
 from sae_unlearn.io import read_json, write_json, write_parquet
 from sae_unlearn.models import load_model
@@ -71,6 +75,7 @@ def run_evaluation(
             sets = {role: read_question_file(path, False) for role, path in question_files.items()}
         except DataError as exc:
             raise typer.BadParameter(str(exc)) from exc
+        sets = with_contaminated(sets)
         hook = load_clamp_hook(model, sae_dir, clamp) if clamp is not None else None
         results, metrics = evaluate_sets(model, tokenizer, sets, cfg, hook, progress=True)
         if mark_known:
@@ -83,7 +88,7 @@ def run_evaluation(
                 add_steered_known(results, known, metrics, cfg)
             except ValueError as exc:
                 raise typer.BadParameter(str(exc)) from exc
-        for role in ALL_ROLES:
+        for role in EVAL_ROLES:
             if role in results:
                 write_parquet(out_dir / f"{role}.parquet", results[role])
             else:  # a role scored in an earlier run and left out now
@@ -92,7 +97,7 @@ def run_evaluation(
 
 
 def summary_line(kind: str, result: dict) -> str:
-    parts = [f"{role} {result[role]['acc']:.3f}" for role in ALL_ROLES if role in result]
+    parts = [f"{role} {result[role]['acc']:.3f}" for role in EVAL_ROLES if role in result]
     line = f"{kind} " + ", ".join(parts)
     for key in ("alignment", "alignment_near"):
         if key in result:

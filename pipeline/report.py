@@ -41,6 +41,7 @@ def command(
         "contexts": scores_path / "contexts.parquet",
         "selected": Path(selection or select_default),
         "clamp": Path(p.pick(clamp_dir, "clamp.dir")) / "summary.json",
+        "steered_results": Path(p.get("evaluate.dir")) / "steered",
     }
     if not paths["baseline"].is_file() and not paths["steered"].is_file():
         raise typer.BadParameter(
@@ -56,7 +57,7 @@ def command(
         contexts_per_latent=int(p.get("report.contexts_per_latent")),
     )
     out = write_report(inputs, Path(p.pick(out_dir, "report.dir")), opts)
-    missing = [name for name, path in paths.items() if not path.is_file()]
+    missing = [name for name, path in paths.items() if not path.exists()]
     typer.echo(f"report -> {out['markdown']}, {out['html']}")
     if missing:
         typer.echo(f"left out (missing inputs): {', '.join(missing)}")

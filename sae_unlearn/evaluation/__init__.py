@@ -4,10 +4,18 @@ Modules: `config` (EvalConfig), `prompts` (the one prompt builder), `requests` (
 and their tokenisation), `forward` and `packing` (model calls, prefix trees and masks),
 `scoring` (the scoring engine, dense and packed), `results` (the per-question frame),
 `metrics` (accuracy, bootstrap intervals, dev/test halves, alignment), `known` (SAEBench's
-known questions: the letter-format permutation check), `run` (evaluating question sets).
+known questions: the letter-format permutation check), `contamination` (the retain roles
+after a benign forget-topic sentence), `run` (evaluating question sets).
 """
 
 from sae_unlearn.evaluation.config import FORMATS, EvalConfig
+from sae_unlearn.evaluation.contamination import (
+    CONTAMINATED,
+    EVAL_ROLES,
+    contaminate,
+    contamination_sentence,
+    with_contaminated,
+)
 from sae_unlearn.evaluation.forward import output_logits
 from sae_unlearn.evaluation.known import (
     ORDERINGS,
@@ -52,6 +60,8 @@ from sae_unlearn.evaluation.scoring import continuation_logprobs, score_sequence
 
 __all__ = [
     "CHANCE",
+    "CONTAMINATED",
+    "EVAL_ROLES",
     "FORMATS",
     "LETTERS",
     "ORDERINGS",
@@ -69,6 +79,8 @@ __all__ = [
     "build_requests",
     "check_baseline_format",
     "check_baseline_results",
+    "contaminate",
+    "contamination_sentence",
     "continuation_logprobs",
     "encode_pair",
     "evaluate_questions",
@@ -90,4 +102,5 @@ __all__ = [
     "split_summaries",
     "subject_description",
     "target_continuation",
+    "with_contaminated",
 ]

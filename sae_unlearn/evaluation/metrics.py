@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from sae_unlearn.data.splits import SPLITS
+from sae_unlearn.evaluation.contamination import CONTAMINATED
 
 CHANCE = 0.25
 
@@ -95,13 +96,17 @@ def _split_alignment(metrics: dict, baseline: dict, primary: str, split: str) ->
         if r_s is not None and r_b is not None:
             out[name] = alignment_score(f_s, f_b, r_s, r_b)
             out[f"{role}_ratio"] = _ratio(r_s, r_b)
+    for role in CONTAMINATED:
+        r_s, r_b = acc(metrics, role), acc(baseline, role)
+        if r_s is not None and r_b is not None:
+            out[f"{role}_ratio"] = _ratio(r_s, r_b)
     return out
 
 
 def add_alignment(metrics: dict, baseline: dict, primary: str) -> dict:
     """The paper's alignment score and retain ratio, against the baseline metrics; with a
-    retain_near role, `alignment_near` and `retain_near_ratio` too; per half under `dev` and
-    `test`."""
+    retain_near role, `alignment_near` and `retain_near_ratio` too; a `{role}_ratio` for each
+    contaminated role; per half under `dev` and `test`."""
     f_s, f_b = metrics["forget"][primary], baseline["forget"][primary]
     r_s, r_b = metrics["retain"][primary], baseline["retain"][primary]
     metrics["alignment"] = alignment_score(f_s, f_b, r_s, r_b)
@@ -117,6 +122,11 @@ def add_alignment(metrics: dict, baseline: dict, primary: str) -> dict:
         metrics["alignment_near"] = alignment_score(f_s, f_b, n_s, n_b)
         metrics["retain_near_ratio"] = _ratio(n_s, n_b)
         metrics["r_retain_near"] = retention_ratio(n_s, n_b)
+    # The contaminated roles: how much of each retain role's accuracy survives a benign
+    # forget-topic sentence before the question (the alignment stays forget vs retain).
+    for role in CONTAMINATED:
+        if role in metrics and role in baseline:
+            metrics[f"{role}_ratio"] = _ratio(metrics[role][primary], baseline[role][primary])
     for split in SPLITS:
         block = _split_alignment(metrics, baseline, primary, split)
         if block:

@@ -11,6 +11,8 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.data.splits import question_splits
 from sae_unlearn.evaluation.config import EvalConfig
+from sae_unlearn.evaluation.contamination import CONTAMINATED
+from sae_unlearn.evaluation.gates import GateRecorder, gate_columns, gate_summary
 from sae_unlearn.evaluation.known import (
     baseline_known_summary,
     known_correct_summary,
@@ -49,21 +51,34 @@ def evaluate_questions(
     progress: bool = False,
     packed: bool = False,
     max_tokens: int = 512,
+    gates: ClampHook | None = None,
 ) -> pd.DataFrame:
     """Per-question results: log-likelihoods, chosen answers, correctness (acc, acc_norm).
 
     Dense padded batches of `cfg.batch_size` by default; `packed` shares prefixes
-    (`score_sequences`, rows of up to `max_tokens` tokens), as the attacks do.
+    (`score_sequences`, rows of up to `max_tokens` tokens), as the attacks do. With `gates`
+    (a hook attached with `steer`), where its gate opened: `evaluation.gates.GATE_COLUMNS`.
     """
     requests = build_requests(questions, cfg.format, fewshot=fewshot, suffix=suffix)
     pairs = encode_requests(tokenizer, requests)
+    recorder = GateRecorder(gates, len(pairs)) if gates is not None else None
     if packed:
-        scores = score_sequences(model, pairs, max_tokens=max_tokens, progress=progress)
+        scores = score_sequences(
+            model, pairs, max_tokens=max_tokens, progress=progress, recorder=recorder
+        )
     else:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        scores = continuation_logprobs(model, pairs, pad, cfg.batch_size, progress)
+        scores = continuation_logprobs(
+            model, pairs, pad, cfg.batch_size, progress, recorder=recorder
+        )
     loglik = per_request(requests, [score for score, _ in scores])
-    return results_frame(questions, requests, loglik)
+    frame = results_frame(questions, requests, loglik)
+    if recorder is not None:
+        gate = gate_columns(recorder, requests, pairs, tokenizer)
+        frame["gate_opened"] = gate["gate_opened"]
+        frame["gate_position"] = pd.array(gate["gate_position"], dtype="Int64")
+        frame["gate_token"] = pd.array(gate["gate_token"], dtype="string")
+    return frame
 
 
 def evaluate_sets(
@@ -74,17 +89,25 @@ def evaluate_sets(
     hook: ClampHook | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Per-question results of each named set (with each question's `split`), and the
-    metrics: the format and each set's accuracy summary with its dev and test halves."""
+    """Per-question results of each named set (with each question's `split`, and where the
+    `hook`'s gate opened), and the metrics: the format and each set's accuracy summary with
+    its dev and test halves (and, steered, how often the gate opened: `gate`)."""
     results = {}
     for role, questions in sets.items():
         with maybe_steer(model, hook):
-            frame = evaluate_questions(model, tokenizer, questions, cfg, progress=progress)
-        frame["split"] = question_splits(frame["question"])
+            frame = evaluate_questions(
+                model, tokenizer, questions, cfg, progress=progress, gates=hook
+            )
+        # A contaminated question keeps the half of the question it repeats.
+        if "original_question" in questions:
+            frame["original_question"] = questions["original_question"].tolist()
+        frame["split"] = question_splits(frame.get("original_question", frame["question"]))
         results[role] = frame
     metrics: dict = {"format": cfg.format}
     for role, frame in results.items():
         metrics[role] = role_summary(frame, cfg.bootstrap, cfg.seed)
+        if "gate_opened" in frame:
+            metrics[role]["gate"] = gate_summary(frame)
     return results, metrics
 
 
@@ -99,9 +122,13 @@ def add_baseline_known(
 ) -> None:
     """Mark the questions the unsteered model knows (a `known` column in `results`) and count
     them in `metrics[role]["known_correct"]`: cloze, correct as scored; letter, correct under
-    all 24 orderings of the choices (24 times the scoring, letter format only)."""
-    for role, frame in results.items():
-        if cfg.format == "letter":
+    all 24 orderings of the choices (24 times the scoring, letter format only). A
+    contaminated question is known when the question it repeats is."""
+    for role, frame in _sources_first(results):
+        source = CONTAMINATED.get(role)
+        if source in results:
+            known = results[source]["known"].to_numpy(bool)
+        elif cfg.format == "letter":
             permuted = permuted_questions(sets[role])
             scored = evaluate_questions(model, tokenizer, permuted, cfg, progress=progress)
             known = known_under_all_orderings(scored, len(frame))
@@ -109,6 +136,11 @@ def add_baseline_known(
             known = frame["correct"].to_numpy(bool)
         frame["known"] = known
         metrics[role]["known_correct"] = baseline_known_summary(known)
+
+
+def _sources_first(results: dict[str, pd.DataFrame]) -> list[tuple[str, pd.DataFrame]]:
+    """The roles of `results`, every contaminated role after the others."""
+    return sorted(results.items(), key=lambda item: item[0] in CONTAMINATED)
 
 
 def check_baseline_results(baseline: pd.DataFrame, steered: pd.DataFrame, source: str) -> None:

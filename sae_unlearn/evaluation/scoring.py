@@ -11,12 +11,14 @@
   prefix already opened its gate (`gate_layout`).
 
 Both (and GCG's token gradient) turn logits into log-probabilities with `sequence_logprobs`.
-Logits are computed only at positions that predict continuation tokens.
+Logits are computed only at positions that predict continuation tokens. Both can record
+where a hook's gate was open in each sequence (`recorder`, evaluation.gates).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sae_unlearn.evaluation.forward import decoder, final_hidden, output_logits
+from sae_unlearn.evaluation.gates import GateRecorder
 from sae_unlearn.evaluation.packing import (
     common_prefix,
     pack_rows,
@@ -83,6 +86,10 @@ def sequence_logprobs(
     return sums, misses == 0
 
 
+def _recording(recorder: GateRecorder | None):
+    return recorder.forward() if recorder is not None else nullcontext()
+
+
 def _scores(sums: torch.Tensor, all_greedy: torch.Tensor, grad: bool) -> list[Score]:
     return [(s if grad else float(s), bool(g)) for s, g in zip(sums, all_greedy, strict=True)]
 
@@ -94,11 +101,12 @@ def continuation_logprobs(
     batch_size: int = 16,
     progress: bool = False,
     grad: bool = False,
+    recorder: GateRecorder | None = None,
 ) -> list[Score]:
     """Sum of log p(continuation | context) and whether it is the greedy continuation.
 
     Sequences are sorted by length so padded batches waste little; results come back
-    in input order.
+    in input order. `recorder` keeps where its hook's gate was open in each sequence.
     """
     device = next(model.parameters()).device
     base = decoder(model)
@@ -114,7 +122,13 @@ def continuation_logprobs(
             for j, s in enumerate(seqs):
                 ids[j, : len(s)] = torch.tensor(s)
                 mask[j, : len(s)] = 1
-            hidden = final_hidden(base, input_ids=ids.to(device), attention_mask=mask.to(device))
+            with _recording(recorder):
+                hidden = final_hidden(
+                    base, input_ids=ids.to(device), attention_mask=mask.to(device)
+                )
+            if recorder is not None:  # every position but the last one (right padding)
+                for j, i in enumerate(idx):
+                    recorder.take(i, j, slice(0, len(seqs[j]) - 1))
             targets = Targets()
             for j, i in enumerate(idx):
                 targets.add(j, len(sequences[i][0]), sequences[i][1], row=j)
@@ -131,6 +145,7 @@ def score_sequences(
     max_tokens: int = 512,
     grad: bool = False,
     progress: bool = False,
+    recorder: GateRecorder | None = None,
 ) -> list[Score]:
     """`continuation_logprobs` computing every shared prefix once: the prefix common to all
     sequences in a KV cache, the rest in prefix trees of up to `max_tokens` nodes, each
@@ -140,7 +155,7 @@ def score_sequences(
     if getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
         # Packed rows need an arbitrary additive mask, which only these kernels take.
         pad = getattr(model.config, "pad_token_id", None) or 0
-        return continuation_logprobs(model, sequences, pad, 16, progress, grad)
+        return continuation_logprobs(model, sequences, pad, 16, progress, grad, recorder)
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     base = decoder(model)
@@ -154,12 +169,16 @@ def score_sequences(
         # A gated clamp reads earlier positions: the prefix tells whether its gate is
         # already open, and each packed row tells it which positions see which.
         with gate_layout(model, GateLayout()) as gated:
-            root = prefix_cache(base, full[0][:shared], device)
+            with _recording(recorder if shared else None):
+                root = prefix_cache(base, full[0][:shared], device)
+        if recorder is not None and shared:
+            for i in range(len(sequences)):
+                recorder.take(i, 0, slice(0, shared))
         carry = gate_opened(gated)
         for trie, members in tqdm(rows, desc="score", disable=not progress):
             ancestry, positions, mask = packed_inputs(trie, shared, model.config, dtype)
             mask = {k: v.to(device) for k, v in mask.items()} if isinstance(mask, dict) else mask
-            with gate_layout(model, GateLayout(ancestry, positions, carry)):
+            with gate_layout(model, GateLayout(ancestry, positions, carry)), _recording(recorder):
                 hidden = final_hidden(
                     base,
                     reusable(root) if root is not None else None,
@@ -167,6 +186,9 @@ def score_sequences(
                     position_ids=positions[None].to(device),
                     attention_mask=mask.to(device) if torch.is_tensor(mask) else mask,
                 )[0]
+            if recorder is not None:  # the sequence's nodes but its last token's
+                for i, path in members:
+                    recorder.take(i, 0, path[:-1])
             targets = Targets()
             for j, (i, path) in enumerate(members):
                 targets.add(j, len(sequences[i][0]) - shared, sequences[i][1], nodes=path)

@@ -1,4 +1,4 @@
-"""Names the report shares: chance accuracy, the two models and roles, the paper's result."""
+"""Names the report shares: chance accuracy, the two models, the roles, the paper's result."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from __future__ import annotations
 CHANCE = 0.25
 
 MODELS = ("baseline", "steered")
-ROLES = ("forget", "retain")
+# Every role evaluation scores, in its order (sae_unlearn.evaluation.EVAL_ROLES, not imported
+# for the same reason); a run shows those it has.
+ROLES = ("forget", "retain", "retain_near", "retain_contaminated", "retain_near_contaminated")
+# The benign roles whose gate openings the report lists: where a gate should stay shut.
+BENIGN_ROLES = ROLES[1:]
 
 # The paper's refusal-clamp result on gemma-2-2b + Gemma Scope layer 7 (Khoriaty et al. 2025):
 # WMDP-bio 0.5860 -> 0.2718 at alignment 0.8226. The paper reports no pooled retain accuracy

@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from sae_unlearn.io import read_json
+from sae_unlearn.reporting.constants import ROLES
 
 # Larger JSON files are data, not run summaries: not searched for run times.
 GCG_LOSS_COLUMNS = {"step", "model", "loss"}
@@ -37,6 +38,8 @@ class ReportInputs:
     contexts: pd.DataFrame | None = None
     selected: pd.DataFrame | None = None
     clamp: Mapping | None = None
+    # role -> the steered per-question results (evaluate's `{role}.parquet` files)
+    steered_results: Mapping[str, pd.DataFrame] | None = None
     # stage -> {"key.path": seconds} read from the JSON files each stage writes
     # where each input came from, for the missing-input notes
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -52,6 +55,7 @@ class ReportOptions:
 # How each input is read, by name (ReportInputs' field names).
 _JSON_INPUTS = ("cache", "sae", "baseline", "steered", "attack", "suffixes", "clamp")
 _PARQUET_INPUTS = ("latents", "contexts", "selected")
+_FOLDER_INPUTS = ("steered_results",)  # a folder of `{role}.parquet`
 
 
 def read_json_input(path: Path) -> Any:
@@ -69,6 +73,15 @@ def read_gcg_loss(path: Path) -> pd.DataFrame:
     return frame
 
 
+def read_role_folder(folder: Path) -> dict[str, pd.DataFrame]:
+    """The `{role}.parquet` files of `folder`, for the roles the report knows."""
+    return {
+        r: pd.read_parquet(folder / f"{r}.parquet")
+        for r in ROLES
+        if (folder / f"{r}.parquet").is_file()
+    }
+
+
 def load_inputs(
     paths: Mapping[str, Path],
     params: Mapping | None = None,
@@ -77,6 +90,10 @@ def load_inputs(
     loaded: dict[str, Any] = {}
     for name, path in paths.items():
         path = Path(path)
+        if name in _FOLDER_INPUTS:
+            if path.is_dir():
+                loaded[name] = read_role_folder(path)
+            continue
         if not path.is_file():
             continue
         if name in _JSON_INPUTS:

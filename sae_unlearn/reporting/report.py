@@ -20,6 +20,7 @@ from sae_unlearn.reporting.sections.accuracy import (
     alignment_section,
 )
 from sae_unlearn.reporting.sections.attacks import Attacks, attacks_section
+from sae_unlearn.reporting.sections.gates import GateTokens, gates_section
 from sae_unlearn.reporting.sections.headline import Headline, headline_section
 from sae_unlearn.reporting.sections.latents import SelectedLatents, latents_section
 from sae_unlearn.reporting.sections.setup import SaeQuality, Setup, sae_section, setup_section
@@ -36,6 +37,7 @@ class Report:
     latents: SelectedLatents
     accuracy: Accuracy
     alignment: Alignment
+    gates: GateTokens
     attacks: Attacks
 
 
@@ -59,6 +61,7 @@ def build_report(
         latents=latents,
         accuracy=accuracy_section(inputs),
         alignment=alignment_section(inputs),
+        gates=gates_section(inputs),
         attacks=attacks,
     )
     return report, data

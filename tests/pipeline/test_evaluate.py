@@ -12,6 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from sae_unlearn.evaluation.contamination import contamination_sentence
 from sae_unlearn.steering import clamp_prime, write_clamp_yaml
 from tests.evaluation.helpers import questions, tiny_sae
 
@@ -56,14 +57,15 @@ def run_stages(folder: Path, *extra: str) -> tuple[dict, dict]:
 
 def test_two_roles_keep_todays_keys_and_add_halves_and_known(stage_dir):
     baseline, steered = run_stages(stage_dir)
-    assert list(baseline) == ["format", "forget", "retain"]
+    assert list(baseline) == ["format", "forget", "retain", "retain_contaminated"]
     assert list(steered) == [
-        "format", "forget", "retain", "alignment", "retain_ratio", "forget_ratio",
-        "r_forget", "r_retain", "primary_metric", "retain_kept_99", "dev", "test",
+        "format", "forget", "retain", "retain_contaminated", "alignment", "retain_ratio",
+        "forget_ratio", "r_forget", "r_retain", "primary_metric", "retain_kept_99",
+        "retain_contaminated_ratio", "dev", "test",
     ]  # fmt: skip
-    for metrics in (baseline, steered):
-        for role in ("forget", "retain"):
-            assert list(metrics[role]) == [*POOLED, "dev", "test", "known_correct"]
+    for metrics, gate in ((baseline, []), (steered, ["gate"])):
+        for role in ("forget", "retain", "retain_contaminated"):
+            assert list(metrics[role]) == [*POOLED, "dev", "test", *gate, "known_correct"]
             assert metrics[role]["dev"]["n"] + metrics[role]["test"]["n"] == metrics[role]["n"]
     base_results = pd.read_parquet(stage_dir / "results/baseline/forget.parquet")
     # The tiny model answers the third forget question only (cloze), steered or not.
@@ -73,6 +75,36 @@ def test_two_roles_keep_todays_keys_and_add_halves_and_known(stage_dir):
     assert steered["forget"]["known_correct"]["acc"] == 1.0
     assert steered["forget"]["known_correct"]["n"] == 1
     assert not (stage_dir / "results/baseline/retain_near.parquet").exists()
+    assert not (stage_dir / "results/baseline/retain_near_contaminated.parquet").exists()
+
+
+def test_the_retain_questions_are_scored_again_after_a_contaminating_sentence(stage_dir):
+    baseline, steered = run_stages(stage_dir)
+    retain = questions(5, "geography", offset=2)
+    for kind in ("baseline", "steered"):
+        got = pd.read_parquet(stage_dir / f"results/{kind}/retain_contaminated.parquet")
+        plain = pd.read_parquet(stage_dir / f"results/{kind}/retain.parquet")
+        assert got["question"].tolist() == [
+            f"{contamination_sentence(q)} {q}" for q in retain["question"]
+        ]
+        assert got["original_question"].tolist() == retain["question"].tolist()
+        assert got["split"].tolist() == plain["split"].tolist()
+        assert got["subject"].tolist() == plain["subject"].tolist()
+    base = pd.read_parquet(stage_dir / "results/baseline/retain_contaminated.parquet")
+    base_plain = pd.read_parquet(stage_dir / "results/baseline/retain.parquet")
+    assert base["known"].tolist() == base_plain["known"].tolist()
+    for metrics in (baseline, steered):
+        block = metrics["retain_contaminated"]
+        assert block["n"] == 5 and list(block["by_subject"]) == ["geography"]
+        assert block["dev"]["n"] == metrics["retain"]["dev"]["n"]
+    assert baseline["retain_contaminated"]["acc"] == pytest.approx(base["correct"].mean())
+    assert steered["retain_contaminated_ratio"] == pytest.approx(
+        steered["retain_contaminated"]["acc"] / baseline["retain_contaminated"]["acc"]
+    )
+    assert (
+        steered["retain_contaminated"]["known_correct"]["n"]
+        == (baseline["retain_contaminated"]["known_correct"]["n"])
+    )
 
 
 def test_retain_near_scored_when_prepared_or_given(stage_dir):
@@ -80,7 +112,12 @@ def test_retain_near_scored_when_prepared_or_given(stage_dir):
     near = questions(4, "botany", offset=5)
     near.to_parquet(stage_dir / "prepared/questions/retain_near_questions.parquet")
     baseline, steered = run_stages(stage_dir)
-    assert list(baseline) == ["format", "forget", "retain", "retain_near"]
+    assert list(baseline) == [
+        "format", "forget", "retain", "retain_near", "retain_contaminated",
+        "retain_near_contaminated",
+    ]  # fmt: skip
+    assert baseline["retain_near_contaminated"]["n"] == 4
+    assert "retain_near_contaminated_ratio" in steered
     assert baseline["retain_near"]["n"] == 4
     assert list(baseline["retain_near"]["by_subject"]) == ["botany"]
     # All four fall in the test half; the model answers one, steered or not.

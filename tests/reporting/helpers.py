@@ -12,7 +12,7 @@ import pandas as pd
 import typer
 from typer.testing import CliRunner
 
-from sae_unlearn.reporting.constants import MODELS, ROLES
+from sae_unlearn.reporting.constants import MODELS
 
 SUBJECTS = {"forget": ["virology", "immunology"], "retain": ["geography", "history", "arts"]}
 # Correct answers per (model, role, subject) out of 20 questions each: steering hurts forget.
@@ -39,7 +39,7 @@ def evaluation_metrics() -> tuple[dict, dict]:
     metrics = {}
     for model in MODELS:
         metrics[model] = {"format": "cloze"}
-        for role in ROLES:
+        for role in SUBJECTS:
             metrics[model][role] = accuracy_summary(per_question(model, role), 200, 0)
     base, steered = metrics["baseline"], metrics["steered"]
     f_s, f_b = steered["forget"]["acc"], base["forget"]["acc"]

@@ -21,3 +21,10 @@ def test_chance_matches_evaluation():
         constants.PAPER_RETAIN_BASELINE,
     )
     assert score == pytest.approx(constants.PAPER_ALIGNMENT, abs=1e-9)
+
+
+def test_roles_match_evaluation():
+    from sae_unlearn.evaluation import EVAL_ROLES
+
+    assert constants.ROLES == EVAL_ROLES
+    assert "forget" not in constants.BENIGN_ROLES and len(constants.BENIGN_ROLES) == 4

@@ -77,6 +77,9 @@ def _hostile_inputs() -> ReportInputs:
         selected=pd.DataFrame({"latent": [5], "rank": [1], "score_name": [HOSTILE]}),
         contexts=contexts,
         sources={"baseline": f"{HOSTILE}.json"},
+        steered_results={
+            "retain": pd.DataFrame({"gate_opened": [True, False], "gate_token": [HOSTILE, None]})
+        },
     )
 
 
@@ -113,13 +116,16 @@ def test_arbitrary_text_stays_text_in_markdown(tmp_path: Path):
         r"\</details> # \~x\~ \\ ⏎ new"
     )
     assert [h.split(" ", 1)[1] for h in headings[1:3]] == ["Results", "Setup"]
-    assert len(headings) == 1 + 7 + 1 + 4  # title, sections, contexts, attack parts
+    assert len(headings) == 1 + 8 + 1 + 4  # title, sections, contexts, attack parts
     # Every table keeps its shape and its cells read back as the text they hold.
     tables = md_tables(md)
     assert all(len(row) == len(headers) for headers, rows in tables for row in rows)
     cells = {cell for _, rows in tables for row in rows for cell in row}
     assert f"{one_line} [**<b>tok|en</b>**]{one_line}" in cells  # the latent's context
     assert one_line in cells  # the subject name (accuracy table), the attack note
+    # The gate token: its repr (newlines and spaces visible) in a code span, pipes escaped
+    token = "```" + repr(HOSTILE).replace("|", "\\|") + "```"
+    assert f"| retain | 1 | {token} | 1 | 0.5000 |" in md
     setup = dict(next(rows for headers, rows in tables if headers == ["", "value"]))
     # A code span: the table reader drops the backslash before the space.
     assert setup["model"] == "```" + one_line.replace("\\ ", " ") + "```"
@@ -135,6 +141,7 @@ def test_build_report_keeps_sections_in_order(tmp_path: Path):
         "latents",
         "accuracy",
         "alignment",
+        "gates",
         "attacks",
     ]
     assert sorted(data) == ["accuracy_steered.csv"]

@@ -27,7 +27,7 @@ def test_report_numbers_equal_the_metrics_files(project: Path):
     steered = json.loads((project / "metrics/steered.json").read_text())
 
     # Accuracy: every set and subject, both metrics, values and 95% intervals.
-    rows = table_with(md, "baseline acc [95% CI]")
+    rows = table_with(md, "subject")
     assert len(rows) == 2 + len(SUBJECTS["forget"]) + len(SUBJECTS["retain"])
     for row in rows:
         for model, metrics in (("baseline", base), ("steered", steered)):
@@ -275,18 +275,17 @@ def test_results_card_comes_first_with_the_metrics_numbers(project: Path):
     card = md.split("## Results", 1)[1].split("\n## ", 1)[0]
     assert re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card) == ["plots/accuracy.png"]
 
-    rows = {r["result"]: r for r in table_with(card, "result")}
-    assert list(rows) == ["forget acc [95% CI]", "retain acc [95% CI]"]
+    rows = {r["set"]: r for r in table_with(card, "set")}
+    assert list(rows) == ["forget", "retain"]
     for role in ("forget", "retain"):
-        row = rows[f"{role} acc [95% CI]"]
         for model, metrics in (("baseline", base), ("steered", steered)):
-            value, lo, hi = value_ci(row[model])
+            value, lo, hi = value_ci(rows[role][f"{model} acc [95% CI]"])
             assert value == pytest.approx(metrics[role]["acc"], abs=5e-5)
             assert [lo, hi] == pytest.approx(metrics[role]["acc_ci"], abs=5e-5)
     # By hand from the fixture: forget 32/40 -> 13/40, retain 48/60 -> 46/60.
-    assert value_ci(rows["forget acc [95% CI]"]["baseline"])[0] == 0.8
-    assert value_ci(rows["forget acc [95% CI]"]["steered"])[0] == 0.325
-    assert value_ci(rows["retain acc [95% CI]"]["steered"])[0] == pytest.approx(46 / 60, abs=5e-5)
+    assert value_ci(rows["forget"]["baseline acc [95% CI]"])[0] == 0.8
+    assert value_ci(rows["forget"]["steered acc [95% CI]"])[0] == 0.325
+    assert value_ci(rows["retain"]["steered acc [95% CI]"])[0] == pytest.approx(46 / 60, abs=5e-5)
 
     facts = dict(re.findall(r"^- \*\*(.+?):\*\* (.+)$", card, flags=re.MULTILINE))
     assert float(facts["alignment"]) == pytest.approx(steered["alignment"], abs=5e-5)
@@ -317,9 +316,12 @@ def test_results_card_without_baseline_or_attacks(project: Path):
     run(report.command, [])
     md = (project / "reports/report.md").read_text()
     card = md.split("## Results", 1)[1].split("\n## ", 1)[0]
-    rows = table_with(card, "result")
-    assert list(rows[0]) == ["result", "steered"]
-    assert value_ci(rows[0]["steered"])[0] == 0.325
+    rows = table_with(card, "set")
+    assert list(rows[0]) == [
+        "set", "n", "steered acc [95% CI]", "steered test half", "known",
+        "steered known-correct acc",
+    ]  # fmt: skip
+    assert value_ci(rows[0]["steered acc [95% CI]"])[0] == 0.325
     assert "- **attacks (steered forget acc):** not run yet" in card
     assert "alignment" not in card and "retain ratio" not in card
 
@@ -371,3 +373,36 @@ def test_report_rejects_unreadable_inputs(project: Path):
     )
     result = CliRunner().invoke(app, [])
     assert result.exit_code != 0 and "lacks columns ['model']" in result.output
+
+
+def test_report_renders_every_role(project: Path):
+    from sae_unlearn.evaluation import accuracy_summary, split_summaries
+    from tests.reporting.helpers import per_question
+
+    roles = ["forget", "retain", "retain_near", "retain_contaminated", "retain_near_contaminated"]
+    for model in ("baseline", "steered"):
+        path = project / f"metrics/{model}.json"
+        metrics = json.loads(path.read_text())
+        for i, role in enumerate(roles[2:]):
+            frame = per_question(model, "retain").iloc[: 20 * (i + 1)].copy()
+            frame["split"] = ["dev", "test"] * (len(frame) // 2)
+            metrics[role] = accuracy_summary(frame, 50, 0) | split_summaries(frame, 50, 0)
+            metrics[role]["known_correct"] = {"acc": 0.5, "acc_ci": [0.25, 0.75], "n": 4}
+        path.write_text(json.dumps(metrics))
+    run(report.command, [])
+    md = (project / "reports/report.md").read_text()
+    card = md.split("## Results", 1)[1].split("\n## ", 1)[0]
+    rows = {r["set"]: r for r in table_with(card, "set")}
+    assert list(rows) == roles
+    near = json.loads((project / "metrics/steered.json").read_text())["retain_contaminated"]
+    row = rows["retain_contaminated"]
+    assert row["n"] == "40"
+    assert value_ci(row["steered acc [95% CI]"])[0] == pytest.approx(near["acc"], abs=5e-5)
+    assert value_ci(row["steered test half"])[0] == pytest.approx(near["test"]["acc"], abs=5e-5)
+    assert row["known"] == "4" and value_ci(row["steered known-correct acc"])[0] == 0.5
+    # The accuracy table lists every role and subject too.
+    sets = {r["set"] for r in table_with(md, "subject")}
+    assert sets == set(roles)
+    page = (project / "reports/report.html").read_text()
+    card_html = page[page.index('id="results"') : page.index("<h2>Setup</h2>")]
+    assert all(f"<td>{role}</td>" in card_html for role in roles)

@@ -82,12 +82,18 @@ ALIGNMENT_KEYS = (
     "forget_ratio",
     "retain_ratio",
     "retain_kept_99",
+    "alignment_near",
+    "r_retain_near",
+    "retain_near_ratio",
+    "retain_contaminated_ratio",
+    "retain_near_contaminated_ratio",
     "primary_metric",
 )
 ALIGNMENT_NOTE = (
     "alignment = R_retain x (1 - R_forget) with R(m, o) = min(1, max(eps, m - 0.25) / "
     "max(eps, o - 0.25)) (Khoriaty et al. 2025); retain_kept_99: the steered retain "
-    "accuracy is at least 99% of the baseline's (SAEBench's condition)."
+    "accuracy is at least 99% of the baseline's (SAEBench's condition); alignment_near: the "
+    "same with retain_near for retain; {role}_ratio: steered / baseline accuracy of a role."
 )
 
 

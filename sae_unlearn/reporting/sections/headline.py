@@ -1,4 +1,8 @@
-"""The results card the report opens with, and its one figure (accuracy per subject)."""
+"""The results card the report opens with, and its one figure (accuracy per subject).
+
+The card has one row per role the run scored (forget, retain, retain_near and the
+contaminated retain roles): accuracy with its interval per model, the same on the test half
+(the questions a setting tuned on dev never saw), and the known-correct accuracy."""
 
 from __future__ import annotations
 
@@ -20,28 +24,42 @@ from sae_unlearn.reporting.sections.attacks import fewshot_frame
 @dataclass
 class Headline:
     metric: str
-    table: Table | None = None  # forget / retain accuracy, baseline and steered
+    table: Table | None = None  # every role's accuracy, baseline and steered
     facts: list[tuple[str, str]] = field(default_factory=list)  # (label, value)
     figure: Figure | None = None
     notes: list[Rich] = field(default_factory=list)
 
 
+def _value(group, metric: str) -> Rich:
+    """`metric` with its interval, or a dash where the group lacks it."""
+    if isinstance(group, Mapping) and metric in group:
+        return fmt_ci(group[metric], group.get(f"{metric}_ci"))
+    return "–"
+
+
 def results_table(models: Mapping[str, Mapping], metric: str) -> Table | None:
+    """One row per role the metrics hold: its accuracy per model with the interval, the
+    same on the test half, and the steered accuracy on the questions the baseline knows."""
+    headers = ["set", "n"] + [f"{m} {metric} [95% CI]" for m in models]
+    headers += [f"{m} test half" for m in models] + ["known", "steered known-correct acc"]
     rows: list[list[Rich]] = []
     for role in ROLES:
-        groups = [metrics.get(role) for metrics in models.values()]
-        if not any(isinstance(g, Mapping) and metric in g for g in groups):
+        groups = {m: metrics.get(role) for m, metrics in models.items()}
+        if not any(isinstance(g, Mapping) and metric in g for g in groups.values()):
             continue
-        cells = [
-            fmt_ci(g[metric], g.get(f"{metric}_ci"))
-            if isinstance(g, Mapping) and metric in g
-            else "–"
-            for g in groups
-        ]
-        rows.append([f"{role} {metric} [95% CI]"] + cells)
+        present = [g for g in groups.values() if isinstance(g, Mapping)]
+        known = [(g.get("known_correct") or {}) for g in present]
+        n_known = next((k["n"] for k in known if "n" in k), None)
+        steered_known = (groups.get("steered") or {}).get("known_correct") or {}
+        rows.append(
+            [role, fmt(next((g["n"] for g in present if "n" in g), None))]
+            + [_value(g, metric) for g in groups.values()]
+            + [_value((g or {}).get("test"), metric) for g in groups.values()]
+            + [fmt(n_known), _value(steered_known, "acc")]
+        )
     if not rows:
         return None
-    return Table(["result"] + list(models), rows, [False] + [True] * len(models))
+    return Table(headers, rows, [False] + [True] * (len(headers) - 1))
 
 
 def fewshot_worst_case(attack: Mapping) -> str | None:
@@ -81,13 +99,15 @@ def headline_section(
     models = present_models(inputs)
     section = Headline(metric, results_table(models, metric) if models else None)
     if section.table is None:
-        section.notes.append("No forget/retain accuracy yet: run evaluate-baseline and evaluate.")
+        section.notes.append("No accuracy yet: run evaluate-baseline and evaluate.")
     steered = inputs.steered or {}
-    if "alignment" in steered:
-        section.facts.append(("alignment", fmt(steered["alignment"])))
-    if "retain_ratio" in steered:
-        ratio = f"{fmt(steered['retain_ratio'])} (steered / baseline retain {metric})"
-        section.facts.append(("retain ratio", ratio))
+    for key in ("alignment", "alignment_near"):
+        if key in steered:
+            section.facts.append((key.replace("_", " "), fmt(steered[key])))
+    for role in ROLES[1:]:  # retain, retain_near, the contaminated roles
+        if f"{role}_ratio" in steered:
+            ratio = f"{fmt(steered[f'{role}_ratio'])} (steered / baseline {role} {metric})"
+            section.facts.append((f"{role.replace('_', ' ')} ratio", ratio))
     # The attack stages score plain accuracy, whatever the primary metric.
     section.facts.append(("attacks (steered forget acc)", attack_summary(inputs)))
     data = accuracy_figure(inputs.baseline, inputs.steered, metric, plots / "accuracy.png")

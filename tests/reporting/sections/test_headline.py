@@ -28,10 +28,13 @@ STEERED = {
 def test_card_holds_the_metrics_numbers(tmp_path: Path):
     inputs = ReportInputs(baseline=BASELINE, steered=STEERED)
     card, data = headline_section(inputs, tmp_path, "plots")
-    assert card.table.headers == ["result", "baseline", "steered"]
+    assert card.table.headers == [
+        "set", "n", "baseline acc [95% CI]", "steered acc [95% CI]", "baseline test half",
+        "steered test half", "known", "steered known-correct acc",
+    ]  # fmt: skip
     assert card.table.rows == [
-        ["forget acc [95% CI]", "0.8000 [0.7000, 0.9000]", "0.3000 [0.2000, 0.4000]"],
-        ["retain acc [95% CI]", "0.6000 [0.5000, 0.7000]", "0.5500 [0.4500, 0.6500]"],
+        ["forget", "40", "0.8000 [0.7000, 0.9000]", "0.3000 [0.2000, 0.4000]"] + ["–"] * 4,
+        ["retain", "60", "0.6000 [0.5000, 0.7000]", "0.5500 [0.4500, 0.6500]"] + ["–"] * 4,
     ]
     assert card.facts == [
         ("alignment", "0.7812"),
@@ -45,16 +48,17 @@ def test_card_holds_the_metrics_numbers(tmp_path: Path):
 def test_card_follows_the_primary_metric(tmp_path: Path):
     steered = {**STEERED, "primary_metric": "acc_norm"}
     card, _ = headline_section(ReportInputs(baseline=BASELINE, steered=steered), tmp_path, "p")
-    assert card.table.rows == [
-        ["forget acc_norm [95% CI]", "0.7500", "0.3500 [0.2500, 0.4500]"],
-        ["retain acc_norm [95% CI]", "0.5800", "0.5000 [0.4000, 0.6000]"],
+    assert card.table.headers[2:4] == ["baseline acc_norm [95% CI]", "steered acc_norm [95% CI]"]
+    assert [row[:4] for row in card.table.rows] == [
+        ["forget", "40", "0.7500", "0.3500 [0.2500, 0.4500]"],
+        ["retain", "60", "0.5800", "0.5000 [0.4000, 0.6000]"],
     ]
 
 
 def test_card_without_metrics_says_so(tmp_path: Path):
     card, data = headline_section(ReportInputs(), tmp_path, "plots")
     assert card.table is None and data == {} and card.figure is None
-    assert card.notes == ["No forget/retain accuracy yet: run evaluate-baseline and evaluate."]
+    assert card.notes == ["No accuracy yet: run evaluate-baseline and evaluate."]
 
 
 def test_attack_summary_picks_the_worst_few_shot_count():
@@ -75,3 +79,48 @@ def test_attack_summary_picks_the_worst_few_shot_count():
     assert fewshot_worst_case(only_steered) == "few-shot worst case 0.5000 at k=1"
     assert gcg_summary(only_steered) is None
     assert attack_summary(ReportInputs(attack={"gibberish": {}})) == "no few-shot or GCG results"
+
+
+def role(acc: float, n: int, test: float, known: dict) -> dict:
+    return {
+        "acc": acc, "acc_ci": [acc - 0.1, acc + 0.1], "n": n,
+        "dev": {"n": n // 2}, "test": {"acc": test, "acc_ci": [test - 0.2, test + 0.2]},
+        "known_correct": known,
+    }  # fmt: skip
+
+
+def test_card_has_one_row_per_role_with_test_half_and_known_correct(tmp_path: Path):
+    names = ["forget", "retain", "retain_near", "retain_contaminated", "retain_near_contaminated"]
+    baseline = {
+        name: role(0.8 - 0.05 * i, 10 * (i + 1), 0.7, {"n": 5 + i, "share": 0.5})
+        for i, name in enumerate(names)
+    }
+    steered = {
+        name: role(
+            0.3 + 0.1 * i,
+            10 * (i + 1),
+            0.25 + 0.1 * i,
+            {"acc": 0.5, "acc_ci": [0.25, 0.75], "n": 5 + i},
+        )
+        for i, name in enumerate(names)
+    }
+    steered |= {"retain_ratio": 0.5, "retain_contaminated_ratio": 0.25, "alignment_near": 0.125}
+    card, _ = headline_section(ReportInputs(baseline=baseline, steered=steered), tmp_path, "p")
+    assert [row[0] for row in card.table.rows] == names
+    assert card.table.rows[3] == [
+        "retain_contaminated", "40", "0.6500 [0.5500, 0.7500]", "0.6000 [0.5000, 0.7000]",
+        "0.7000 [0.5000, 0.9000]", "0.5500 [0.3500, 0.7500]", "8", "0.5000 [0.2500, 0.7500]",
+    ]  # fmt: skip
+    facts = dict(card.facts)
+    assert facts["retain contaminated ratio"] == (
+        "0.2500 (steered / baseline retain_contaminated acc)"
+    )
+    assert facts["alignment near"] == "0.1250" and facts["retain ratio"].startswith("0.5000 ")
+    # Two roles, as before: just their rows.
+    two = {k: baseline[k] for k in names[:2]}
+    card, _ = headline_section(ReportInputs(baseline=two, steered=None), tmp_path, "p")
+    assert [row[:3] for row in card.table.rows] == [
+        ["forget", "10", "0.8000 [0.7000, 0.9000]"],
+        ["retain", "20", "0.7500 [0.6500, 0.8500]"],
+    ]
+    assert card.table.headers[-1] == "steered known-correct acc" and card.table.rows[0][-1] == "–"
