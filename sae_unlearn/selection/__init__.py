@@ -7,7 +7,8 @@ ranking: the scores and the selection rule (retain filter, rank, top k).
 contexts: which latents get top contexts, and those contexts decoded.
 scoring: the score stage's work, cache by cache through the SAE.
 refusal: the refusal latent for the refusal-clamp mode.
-share: tau of the token-share gate, from trigger shares of benign chunks.
+share: tau of the token-share gate, from trigger shares of benign chunks (import it
+  from its module: it uses the steering hook's encoder, which score and select do not).
 checks, encode: the SAE against the cache it reads; dense SAE encoding.
 files: the score and select stages' file names, reads and writes.
 """
@@ -40,7 +41,6 @@ from sae_unlearn.selection.refusal import (
     refusal_scores,
 )
 from sae_unlearn.selection.scoring import ScoreResult, corpus_statistics, score_latents
-from sae_unlearn.selection.share import calibrate_tau, chunk_shares, token_triggers
 from sae_unlearn.selection.stats import (
     CORPORA,
     STAT_COLUMNS,
@@ -67,9 +67,7 @@ __all__ = [
     "ScoreResult",
     "SelectConfig",
     "cache_paths",
-    "calibrate_tau",
     "check_cache_for_sae",
-    "chunk_shares",
     "compute_score",
     "context_latents",
     "corpus_statistics",
@@ -83,7 +81,6 @@ __all__ = [
     "sae_device",
     "score_latents",
     "select_latents",
-    "token_triggers",
     "top_contexts",
     "validate_statistics",
     "window_statistics",
