@@ -1,4 +1,9 @@
-"""clamp-config: selected latents + clamp params -> clamp config (YAML) and steering CSV."""
+"""clamp-config: selected latents + clamp params -> clamp config (YAML) and steering CSV.
+
+The gate of `clamp_gated` rows comes from `clamp.gate`; the token-share gate's tau is
+calibrated here on the cached retain corpora (`cache.dir`: retain, and retain_near when
+cached). The paper's CSV cannot carry a gate other than latched, so it is not written then.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from pipeline.timing import record_run_time
 from sae_unlearn.io import write_json
 from sae_unlearn.saes import load_sae_dir
 from sae_unlearn.steering import (
+    ClampConfig,
+    Gate,
     from_selection,
     read_steering_csv,
     validate_rows,
@@ -30,6 +37,44 @@ def refusal_latent(p: Params, model_dir: Path | None, sae) -> int | None:
 
     model, tokenizer = load_model(str(p.pick(model_dir, "model.dir")), p.get("model.dtype"))
     return int(find_refusal_latent(model, tokenizer, sae, p.get("sae.layer")))
+
+
+def gate_of(p: Params, cfg: ClampConfig, sae) -> Gate:
+    """`clamp.gate` for the config's `clamp_gated` rows, tau calibrated for token_share."""
+    kind = p.get("clamp.gate")
+    gated = [r for r in cfg.rows if r.hook_action == "clamp_gated"]
+    if kind == "latched" or not gated:
+        return Gate()
+    if kind == "window":
+        return Gate("window", window=int(p.get("clamp.gate_window")))
+    from sae_unlearn.selection.share import calibrate_tau
+
+    cache = Path(p.get("cache.dir"))
+    if not (cache / "retain.parquet").exists():
+        raise ValueError(
+            f"clamp.gate=token_share calibrates tau on {cache / 'retain.parquet'}, which does "
+            "not exist; run `sae-unlearn cache` first (or check cache.dir)"
+        )
+    paths = [cache / "retain.parquet"]
+    if (cache / "retain_near.parquet").exists():
+        paths.append(cache / "retain_near.parquet")
+    tau = calibrate_tau(
+        sae,
+        paths,
+        cfg.layer,
+        [r.latent_idx for r in gated],
+        [r.clamp_value for r in gated],
+        chunk=int(p.get("clamp.gate_chunk")),
+        quantile=float(p.get("clamp.gate_quantile")),
+    )
+    typer.echo(f"token_share tau = {tau:.6g} (from {', '.join(x.name for x in paths)})")
+    if tau >= 1.0:
+        raise ValueError(
+            f"clamp.gate=token_share: calibrated tau = {tau} on {[str(x) for x in paths]}: the "
+            "gated latents trigger on every token of those chunks; lower clamp.gate_quantile, "
+            "or make the thresholds stricter (select.threshold_rate)"
+        )
+    return Gate("token_share", tau=tau)
 
 
 def command(
@@ -59,10 +104,17 @@ def command(
                     refusal_latent(p, model_dir, sae),
                 )  # fmt: skip
             validate_rows(cfg.rows, d_sae=int(sae.cfg.d_sae), source=str(csv_path or "selection"))
+            cfg.gate = gate_of(p, cfg, sae)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
         write_clamp_yaml(cfg, out / "clamp.yaml")
-        write_steering_csv(cfg, out / "steering.csv")
+        (out / "steering.csv").unlink(missing_ok=True)  # none from an earlier run is left
+        if cfg.gate.kind == "latched":
+            write_steering_csv(cfg, out / "steering.csv")
+        else:
+            typer.echo(f"no steering.csv: the paper's CSV cannot carry the {cfg.gate.kind} gate")
         summary = {"mode": cfg.mode, "layer": cfg.layer, "latents": cfg.latents, **cfg.meta}
+        if any(r.hook_action == "clamp_gated" for r in cfg.rows):
+            summary["gate"] = cfg.gate.as_dict()
         write_json(out / "summary.json", summary)
         typer.echo(f"{cfg.mode}: {len(cfg.rows)} rows at layer {cfg.layer} -> {out}")

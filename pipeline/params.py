@@ -123,6 +123,14 @@ class ClampParams(Section):
     threshold: float = 0.05  # refusal_clamp: a selected latent above this triggers it
     refusal_latent: NonNegativeInt | Literal["auto"] = "auto"
     csv: str | None = None  # a steering CSV in the paper's format: replaces selection
+    # gated_clamp's gate: latched (open from the first trigger on) | window (open while a
+    # trigger lies within the last gate_window tokens) | token_share (Dynamic SAE
+    # Guardrails: open where the share of triggers so far exceeds tau, calibrated as the
+    # gate_quantile of trigger shares over gate_chunk-token chunks of the retain caches)
+    gate: Literal["latched", "window", "token_share"] = "latched"
+    gate_window: PositiveInt = 16
+    gate_quantile: float = Field(0.95, ge=0.0, le=1.0)
+    gate_chunk: PositiveInt = 1024
     dir: str = "data/clamp"
 
 

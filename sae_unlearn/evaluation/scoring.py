@@ -7,8 +7,8 @@
   with tree-shaped attention masks, so a question's choices share its context and GCG
   candidates share the suffix tokens they did not change. This matches dense scoring up to
   float rounding, with or without the steering hook. A gated clamp reads earlier positions:
-  it is told which positions each packed token sees (its ancestors) and whether the cached
-  prefix already opened its gate (`gate_layout`).
+  it is told which positions each packed token sees (its ancestors) and what the cached
+  prefix left its gate (`gate_layout`, `gate_carry`).
 
 Both (and GCG's token gradient) turn logits into log-probabilities with `sequence_logprobs`.
 Logits are computed only at positions that predict continuation tokens. Both can record
@@ -34,7 +34,7 @@ from sae_unlearn.evaluation.packing import (
     prefix_cache,
     reusable,
 )
-from sae_unlearn.steering import GateLayout, gate_layout, gate_opened
+from sae_unlearn.steering import GateLayout, gate_carry, gate_layout
 
 Score = tuple[float, bool]  # (sum of log-probs, whether every token is the greedy one)
 
@@ -174,7 +174,7 @@ def score_sequences(
         if recorder is not None and shared:
             for i in range(len(sequences)):
                 recorder.take(i, 0, slice(0, shared))
-        carry = gate_opened(gated)
+        carry = gate_carry(gated)
         for trie, members in tqdm(rows, desc="score", disable=not progress):
             ancestry, positions, mask = packed_inputs(trie, shared, model.config, dtype)
             mask = {k: v.to(device) for k, v in mask.items()} if isinstance(mask, dict) else mask

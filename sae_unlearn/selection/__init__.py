@@ -7,6 +7,8 @@ ranking: the scores and the selection rule (retain filter, rank, top k).
 contexts: which latents get top contexts, and those contexts decoded.
 scoring: the score stage's work, cache by cache through the SAE.
 refusal: the refusal latent for the refusal-clamp mode.
+share: tau of the token-share gate, from trigger shares of benign chunks (import it
+  from its module: it uses the steering hook's encoder, which score and select do not).
 checks, encode: the SAE against the cache it reads; dense SAE encoding.
 files: the score and select stages' file names, reads and writes.
 """

@@ -11,6 +11,7 @@ from torch import nn
 from sae_unlearn.models import check_layer, decoder_layers, decoder_stack
 from sae_unlearn.steering.gate import GateLayout
 from sae_unlearn.steering.hook import ClampHook
+from sae_unlearn.steering.positions import Prefix
 
 # Hooks attached with `steer`, kept on the model so forwards can ask what they need.
 _ACTIVE_HOOKS = "_sae_unlearn_active_hooks"
@@ -79,7 +80,7 @@ def gate_layout(model: nn.Module, layout: GateLayout) -> Iterator[list[ClampHook
     layout's position 0 alone; gated ones also read `visible` and `carry`)."""
     hooks = list(model.__dict__.get(_ACTIVE_HOOKS, []))
     for hook in hooks:
-        hook.layout, hook.last_open, hook.state = layout, None, None
+        hook.layout, hook.last_open, hook.state, hook.tail = layout, None, None, None
     try:
         yield hooks
     finally:
@@ -90,3 +91,18 @@ def gate_layout(model: nn.Module, layout: GateLayout) -> Iterator[list[ClampHook
 def gate_opened(hooks: Sequence[ClampHook]) -> bool:
     """Whether any hook's gate was open at the last position of its last forward."""
     return any(h.last_open is not None and bool(h.last_open.any()) for h in hooks)
+
+
+def gate_carry(hooks: Sequence[ClampHook]) -> bool | Prefix:
+    """What the last forward of `hooks` (one sequence: a shared prefix) leaves the forwards
+    that continue it, as `GateLayout.carry`: whether the latched gate is open, or the counts
+    a window or token-share gate reads (one gated hook at a time then: each counts its own)."""
+    gated = [h for h in hooks if h.sequence_level]
+    if all(h.cfg.gate.kind == "latched" for h in gated):
+        return gate_opened(hooks)
+    if len(gated) > 1:
+        raise ValueError(
+            f"a shared prefix carries one gate's counts, but {len(gated)} gated hooks with a "
+            "window or token_share gate are attached; attach one at a time"
+        )
+    return False if gated[0].tail is None else gated[0].tail

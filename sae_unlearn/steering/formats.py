@@ -9,31 +9,47 @@ import pandas as pd
 import yaml
 
 from sae_unlearn.io import atomic_path, write_yaml
-from sae_unlearn.steering.rows import CSV_COLUMNS, ClampConfig, SteeringRow, validate_rows
+from sae_unlearn.steering.rows import CSV_COLUMNS, ClampConfig, Gate, SteeringRow, validate_rows
+
+
+def _gated(cfg: ClampConfig) -> bool:
+    return any(r.hook_action == "clamp_gated" for r in cfg.rows)
 
 
 def write_clamp_yaml(cfg: ClampConfig, path: str | Path) -> None:
-    write_yaml(
-        path,
-        {
-            "layer": cfg.layer,
-            "mode": cfg.mode,
-            "meta": cfg.meta,
-            "rows": [asdict(r) for r in cfg.rows],
-        },
-    )
+    """Write our clamp config YAML; configs with `clamp_gated` rows also carry their gate."""
+    data = {
+        "layer": cfg.layer,
+        "mode": cfg.mode,
+        "meta": cfg.meta,
+        "rows": [asdict(r) for r in cfg.rows],
+    }
+    if _gated(cfg):
+        data["gate"] = cfg.gate.as_dict()
+    write_yaml(path, data)
 
 
 def read_clamp_yaml(path: str | Path) -> ClampConfig:
+    """Read a clamp config YAML; one without a `gate` (written before gate kinds) is latched."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict) or "rows" not in data or "layer" not in data:
         raise ValueError(f"{path} is not a clamp config (needs `layer` and `rows`)")
     rows = [SteeringRow(**row) for row in data["rows"]]
     validate_rows(rows, source=str(path))
-    return ClampConfig(int(data["layer"]), rows, data.get("mode", "csv"), data.get("meta", {}))
+    gate = Gate.from_dict(data.get("gate"), source=str(path))
+    return ClampConfig(
+        int(data["layer"]), rows, data.get("mode", "csv"), data.get("meta", {}), gate=gate
+    )
 
 
 def write_steering_csv(cfg: ClampConfig, path: str | Path) -> None:
+    """Export the paper's steering CSV. It has no column for a gate, and reads back as
+    latched, so a config with `clamp_gated` rows and another gate is refused."""
+    if _gated(cfg) and cfg.gate.kind != "latched":
+        raise ValueError(
+            f"the steering CSV cannot carry the {cfg.gate.kind} gate (it reads back as "
+            "latched); use the clamp YAML (write_clamp_yaml), or the latched gate"
+        )
     frame = pd.DataFrame([asdict(r) for r in cfg.rows], columns=CSV_COLUMNS)
     frame["refuse_id"] = frame["refuse_id"].astype("Int64")
     with atomic_path(path) as tmp:

@@ -16,9 +16,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from sae_unlearn.steering.gate import GateLayout, gate_from, where_of
+from sae_unlearn.steering.gate import GateLayout, run_gate, where_of
 from sae_unlearn.steering.latent_slice import LatentSlice
-from sae_unlearn.steering.positions import SequenceState, Where, advance, plan, read_forward
+from sae_unlearn.steering.positions import (
+    Prefix,
+    SequenceState,
+    Where,
+    advance,
+    plan,
+    read_forward,
+)
 from sae_unlearn.steering.rows import ClampConfig, SteeringRow, validate_rows
 
 
@@ -26,7 +33,8 @@ class ClampHook(nn.Module):
     """Applies a ClampConfig to residual activations; differentiable (no `no_grad`).
 
     Every action but `clamp_gated` acts position by position. `clamp_gated` rows read the
-    sequence up to each position (`gate_open`); `sequence_level` tells callers. Called on a
+    sequence up to each position (`gate_open`, of the config's gate kind); `sequence_level`
+    tells callers. Called on a
     tensor `[batch, T, d]`, the hook takes whole sequences from position 0 (or `layout`);
     attached with `steer`, it learns each forward's positions from its inputs (`where`) and
     keeps the gate per row across the forwards of a cached generation (`state`).
@@ -35,6 +43,7 @@ class ClampHook(nn.Module):
     def __init__(self, sae: nn.Module, cfg: ClampConfig):
         super().__init__()
         validate_rows(cfg.rows, d_sae=int(sae.cfg.d_sae))
+        cfg.gate.check()
         self.cfg = cfg
         self.slice = LatentSlice(sae, cfg.needed_latents())
         pos = self.slice.position
@@ -64,6 +73,7 @@ class ClampHook(nn.Module):
         self.sequence_level = bool(len(gated))
         self.layout: GateLayout | None = None  # set by `gate_layout`
         self.last_open: torch.Tensor | None = None  # gate at the last position, per row
+        self.tail: Prefix | None = None  # what the last forward leaves one continuing it
         self.state: SequenceState | None = None  # the gate across a generation's forwards
         # (offset, gate or None, edited) of each forward, while a list (`generation` marks)
         self.trace: list[tuple[int | None, torch.Tensor | None, torch.Tensor]] | None = None
@@ -113,12 +123,20 @@ class ClampHook(nn.Module):
         gate = None
         if len(self.gate_pos):
             sel = f[..., self.gate_pos]
-            gate = gate_from((sel > self.gate_thr.to(dtype)).any(dim=-1), where)
+            fire = (sel > self.gate_thr.to(dtype)).any(dim=-1)
+            if self.cfg.gate.kind != "latched" and where.carry is True and where.prefix is None:
+                raise ValueError(
+                    f"a {self.cfg.gate.kind} gate cannot continue a prefix from a bool carry; "
+                    "pass GateLayout(carry=gate_carry(hooks)), the prefix's counts"
+                )
+            result = run_gate(fire, where, self.cfg.gate)
+            gate = result.open
             self.last_open = gate[..., -1].detach() if gate.dim() else gate.detach()
-            if where.opened is not None:
-                self.state = advance(where, gate.detach())
+            self.tail = result.tail
+            if where.history is not None:
+                self.state = advance(where, fire & keep[..., 0], keep[..., 0].expand(fire.shape))
             new[..., self.gate_pos] = torch.where(
-                gate[..., None] & (sel > 0) & keep, self.gate_val.to(dtype), sel
+                result.clamp[..., None] & (sel > 0) & keep, self.gate_val.to(dtype), sel
             )
         for target, value, members, thresholds in self.refusal_groups:
             thr = torch.tensor(thresholds, dtype=dtype, device=f.device)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from sae_unlearn.steering.rows import MODES, ClampConfig, SteeringRow
+from sae_unlearn.steering.rows import MODES, ClampConfig, Gate, SteeringRow
 
 
 def clamp_prime(
@@ -52,8 +52,12 @@ def gated_clamp(
     value: float,
     sae_release: str = "",
     sae_id: str = "",
+    gate: Gate | None = None,
 ) -> ClampConfig:
-    """Gated clamp: the selected latents, each with its calibrated gate threshold."""
+    """Gated clamp: the selected latents, each with its calibrated gate threshold, opening
+    as `gate` says (default: latched)."""
+    gate = gate or Gate()
+    gate.check()
     if len(thresholds) != len(latents):
         raise ValueError(
             f"gated_clamp needs one threshold per latent ({len(latents)} latents, "
@@ -63,7 +67,7 @@ def gated_clamp(
         SteeringRow(int(i), "clamp_gated", None, float(t), float(value), sae_id, sae_release, "")
         for i, t in zip(latents, thresholds, strict=True)
     ]
-    return ClampConfig(layer, rows, mode="gated_clamp", meta={"value": float(value)})
+    return ClampConfig(layer, rows, mode="gated_clamp", meta={"value": float(value)}, gate=gate)
 
 
 def from_selection(
@@ -73,8 +77,10 @@ def from_selection(
     value: float,
     threshold: float = 0.05,
     refusal_latent: int | None = None,
+    gate: Gate | None = None,
 ) -> ClampConfig:
-    """A clamp mode over the latents `select` chose, in rank order."""
+    """A clamp mode over the latents `select` chose, in rank order; `gate` is how the
+    gated_clamp mode opens (default: latched; other modes have no gate)."""
     if mode not in MODES:
         raise ValueError(f"clamp.mode={mode!r}; use one of {list(MODES)}")
     if "latent" not in selected.columns:
@@ -92,7 +98,8 @@ def from_selection(
                 "clamp.mode=gated_clamp needs per-latent thresholds, but the selection has no "
                 "`threshold` column; rerun `sae-unlearn select` with select.threshold_rate set"
             )
-        return gated_clamp(layer, latents, ordered["threshold"].astype(float).tolist(), value)
+        thresholds = ordered["threshold"].astype(float).tolist()
+        return gated_clamp(layer, latents, thresholds, value, gate=gate)
     if refusal_latent is None:
         raise ValueError("clamp.mode=refusal_clamp needs a refusal latent")
     return refusal_clamp(layer, latents, refusal_latent, threshold, value)

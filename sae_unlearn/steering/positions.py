@@ -10,8 +10,9 @@ whether the forward extends a KV cache. A forward pre-hook on the decoder stack 
   no action edits or reads, so a left-padded row computes what it computes alone;
 - a forward starts new sequences when it extends no cache (`cache_position`, the cache's
   length or the `position_ids` start at 0); that resets the gate state;
-- otherwise it continues the sequences the previous forward ended (cached decoding): a
-  row's gate is open from the start if it opened before the first new position.
+- otherwise it continues the sequences the previous forward ended (cached decoding): the
+  state keeps, per row and column, where a trigger fired and which columns count as
+  positions, from which each gate kind reads what came before (`Prefix`).
 
 Beam search, which reorders cache rows between steps, is not followed. What cannot be
 told (a continuation with no state, of another batch or cache, or a 4D mask outside
@@ -28,6 +29,34 @@ from typing import Any
 import torch
 
 NEVER = torch.iinfo(torch.long).max  # the column of a gate that has not opened
+NO_TRIGGER = torch.iinfo(torch.long).min // 2  # the position of a trigger yet to come
+
+
+@dataclass
+class Prefix:
+    """What the positions before a forward leave a gate, per row (`[B]`, or 0-d): how many
+    triggered it (`fires`), how many real non-BOS positions there were (`count`), and the
+    position of the last trigger (`last`, NO_TRIGGER if none)."""
+
+    fires: torch.Tensor
+    count: torch.Tensor
+    last: torch.Tensor
+
+    @classmethod
+    def empty(cls, shape: tuple[int, ...] = ()) -> Prefix:
+        """No positions before."""
+        zero = torch.zeros(shape, dtype=torch.long)
+        return cls(zero, zero.clone(), torch.full(shape, NO_TRIGGER, dtype=torch.long))
+
+    @classmethod
+    def of(cls, fired: torch.Tensor, counted: torch.Tensor) -> Prefix:
+        """The prefix of column histories `[B, L]`: `fired` (a trigger there) and `counted`
+        (a real non-BOS column). A counted column's position is the number of counted
+        columns up to it (BOS sits at 0 and pads before it), so left pads do not count."""
+        position = counted.long().cumsum(-1)
+        marked = torch.where(fired, position, torch.full_like(position, NO_TRIGGER))
+        last = marked.amax(-1) if marked.shape[-1] else torch.full(marked.shape[:-1], NO_TRIGGER)
+        return cls(fired.long().sum(-1), counted.long().sum(-1), last)
 
 
 @dataclass
@@ -35,18 +64,23 @@ class Where:
     """Where the positions of one hook input `[..., T, d]` sit in their sequences.
 
     `start` `[..., T]`: the BOS slot, which no action edits or reads. `real` `[B, T]`:
-    attention mask 1 (None: all real). `carry`: the gate was open before this forward
-    (`[B]`, or one bool). `visible` `[T, T]`: which positions each one sees (None: causal).
-    For tracked sequences, `offset` is the column of the first position, `opened` `[B]` the
-    column where each row's gate opened before it, and `cache` the KV cache extended.
+    attention mask 1 (None: all real). `carry`: the latched gate was open before this
+    forward (`[B]`, or one bool). `visible` `[T, T]`: which positions each one sees (None:
+    causal). `positions` `[T]`: each one's index in its sequence, where a layout gives them
+    (None: counted from the prefix). `prefix`: what the positions before left the other
+    gates (None: nothing).
+    For tracked sequences, `offset` is the column of the first position, `history` the
+    columns before it (`fired`, `counted`, `[B, offset]`), and `cache` the KV cache extended.
     """
 
     start: torch.Tensor
     real: torch.Tensor | None = None
     carry: torch.Tensor | bool = False
     visible: torch.Tensor | None = None
+    positions: torch.Tensor | None = None
     offset: int | None = None
-    opened: torch.Tensor | None = None
+    prefix: Prefix | None = None
+    history: tuple[torch.Tensor, torch.Tensor] | None = None
     cache: Any = None
 
     def keep(self, device) -> torch.Tensor:
@@ -57,12 +91,21 @@ class Where:
 
 @dataclass
 class SequenceState:
-    """What a gated hook keeps between the forwards of one generation."""
+    """What a gated hook keeps between the forwards of one generation: per row and column,
+    whether a trigger fired there and whether it counts as a position (real, not BOS), so
+    that a cache cropped back to fewer columns forgets what came after."""
 
-    opened: torch.Tensor  # [B] long: column where each row's gate opened (NEVER: not yet)
+    fired: torch.Tensor  # [B, length] bool
+    counted: torch.Tensor  # [B, length] bool
     length: int  # columns seen so far
     cache: weakref.ref | None  # the KV cache those forwards extended
     cache_checked: bool = True  # False for cache types without weak references
+
+    @property
+    def opened(self) -> torch.Tensor:
+        """`[B]` long: the column where each row's latched gate opened (NEVER: not yet)."""
+        first = self.fired.long().argmax(-1)
+        return torch.where(self.fired.any(-1), first, NEVER)
 
 
 @dataclass
@@ -154,11 +197,22 @@ def plan(inputs: ForwardInputs, state: SequenceState | None, gated: bool) -> Whe
     if not gated:
         return Where(start, real, offset=past)
     if past == 0:
-        opened = torch.full((batch,), NEVER, dtype=torch.long)
+        fired = torch.zeros((batch, 0), dtype=torch.bool)
+        counted = torch.zeros((batch, 0), dtype=torch.bool)
     else:
         _check_continues(inputs, state, past)
-        opened = torch.where(state.opened < past, state.opened, NEVER)
-    return Where(start, real, opened < NEVER, offset=past, opened=opened, cache=inputs.cache)
+        # A cache cropped back to `past` columns (assisted decoding) forgets what followed.
+        fired, counted = state.fired[:, :past], state.counted[:, :past]
+    prefix = Prefix.of(fired, counted)
+    return Where(
+        start,
+        real,
+        prefix.fires > 0,
+        offset=past,
+        prefix=prefix,
+        history=(fired, counted),
+        cache=inputs.cache,
+    )
 
 
 def _check_continues(inputs: ForwardInputs, state: SequenceState | None, past: int | None):
@@ -169,10 +223,10 @@ def _check_continues(inputs: ForwardInputs, state: SequenceState | None, past: i
             f"{where} with no earlier steered forward of the sequence; run the prompt under "
             "`steer` first (as generate does), or pass the whole sequence from position 0"
         )
-    if state.opened.shape[0] != inputs.batch:
+    if state.fired.shape[0] != inputs.batch:
         raise ValueError(
             f"this forward continues {inputs.batch} sequences but the gated clamp's last "
-            f"forward ran {state.opened.shape[0]}; continue the same batch, or start afresh"
+            f"forward ran {state.fired.shape[0]}; continue the same batch, or start afresh"
         )
     if past is not None and past > state.length:
         raise ValueError(
@@ -187,16 +241,17 @@ def _check_continues(inputs: ForwardInputs, state: SequenceState | None, past: i
         )
 
 
-def advance(where: Where, gate: torch.Tensor) -> SequenceState:
-    """The state after a forward whose gate was `gate` `[B, T]`."""
-    length = gate.shape[-1]
-    first = where.offset + gate.long().argmax(-1)
-    fresh = torch.where(gate.any(-1), first, NEVER)
-    opened = torch.where(where.carry.to(gate.device), where.opened.to(gate.device), fresh)
+def advance(where: Where, fired: torch.Tensor, counted: torch.Tensor) -> SequenceState:
+    """The state after a forward whose triggers were `fired` `[B, T]` at its counted (real,
+    non-BOS) positions `counted`."""
+    before_fired, before_counted = where.history
+    fired = torch.cat([before_fired.to(fired.device), fired.detach()], dim=-1)
+    counted = torch.cat([before_counted.to(counted.device), counted.detach()], dim=-1)
+    length = fired.shape[-1]
     if where.cache is None:  # a cache the model makes itself is not seen: no identity check
-        return SequenceState(opened.detach(), where.offset + length, None, False)
+        return SequenceState(fired, counted, length, None, False)
     try:
         cache = weakref.ref(where.cache)
     except TypeError:  # e.g. legacy tuple caches, new each step
-        return SequenceState(opened.detach(), where.offset + length, None, False)
-    return SequenceState(opened.detach(), where.offset + length, cache)
+        return SequenceState(fired, counted, length, None, False)
+    return SequenceState(fired, counted, length, cache)

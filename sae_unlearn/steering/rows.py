@@ -10,7 +10,11 @@
 - `clamp_gated` (ours, the `gated_clamp` mode): a gate opens at the first position where
                    any `clamp_gated` latent i has f_i > clamp_value (its calibrated
                    threshold) and stays open for the rest of the sequence; where it is
-                   open and f_i > 0, f_i = steering_coefficient (see `gate.py`).
+                   open and f_i > 0, f_i = steering_coefficient (see `gate.py`). That
+                   is the `latched` gate; the config's `Gate` may instead be a `window`
+                   (open while a trigger lies within the last `window` tokens) or a
+                   `token_share` gate (open where the share of trigger positions so far
+                   exceeds `tau`; clamps only at trigger positions).
 No action edits or reads BOS (each row's first real token) or pads (see `hook.py`). One
 latent is edited by at most one row; the `clamp_refusal` rows of one refuse_id are one edit.
 """
@@ -22,6 +26,7 @@ from dataclasses import dataclass, field
 
 ACTIONS = ("add", "clamp", "clamp_cond", "clamp_refusal", "clamp_gated")
 MODES = ("clamp_prime", "refusal_clamp", "gated_clamp")
+GATES = ("latched", "window", "token_share")
 CSV_COLUMNS = [
     "latent_idx",
     "hook_action",
@@ -48,14 +53,74 @@ class SteeringRow:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class Gate:
+    """The gate of `clamp_gated` rows (see `gate.py`).
+
+    `latched`: open from the first trigger to the end of the sequence. `window`: open while
+    a trigger lies within the last `window` tokens. `token_share` (Dynamic SAE Guardrails):
+    open where the share of trigger positions so far exceeds `tau`, clamping only there.
+    """
+
+    kind: str = "latched"
+    window: int | None = None
+    tau: float | None = None
+
+    def check(self, source: str = "") -> None:
+        """Refuse a gate the hook cannot run, naming the fix."""
+        where = f" in {source}" if source else ""
+        if self.kind not in GATES:
+            raise ValueError(f"gate kind {self.kind!r}{where}; use one of {list(GATES)}")
+        if self.kind == "window" and (self.window is None or int(self.window) < 1):
+            raise ValueError(
+                f"the window gate{where} needs a window of at least 1 token "
+                f"(clamp.gate_window), got {self.window!r}"
+            )
+        if self.kind == "token_share":
+            if self.tau is None:
+                raise ValueError(
+                    f"the token_share gate{where} needs tau (calibrate it with "
+                    "`sae-unlearn clamp-config`, or set it in the clamp config)"
+                )
+            if not 0.0 <= float(self.tau) < 1.0:
+                raise ValueError(
+                    f"the token_share gate{where} needs 0 <= tau < 1, got tau={self.tau!r}"
+                )
+
+    def as_dict(self) -> dict:
+        """The YAML form: the kind, and only the parameters it uses."""
+        out: dict = {"kind": self.kind}
+        if self.kind == "window":
+            out["window"] = int(self.window)
+        if self.kind == "token_share":
+            out["tau"] = float(self.tau)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict | None, source: str = "") -> Gate:
+        """Read `as_dict`'s form (None: the latched gate, as in configs written before gates)."""
+        if data is None:
+            return cls()
+        if not isinstance(data, dict) or set(data) - {"kind", "window", "tau"}:
+            raise ValueError(
+                f"gate {data!r} in {source or 'the clamp config'}: expected a mapping with "
+                "`kind` and optionally `window` or `tau`"
+            )
+        gate = cls(str(data.get("kind", "latched")), data.get("window"), data.get("tau"))
+        gate.check(source)
+        return gate
+
+
 @dataclass
 class ClampConfig:
-    """What the steering hook does, at which layer. `rows` is the canonical form."""
+    """What the steering hook does, at which layer. `rows` is the canonical form; `gate`
+    is how `clamp_gated` rows open (other rows ignore it)."""
 
     layer: int
     rows: list[SteeringRow]
     mode: str = "csv"
     meta: dict = field(default_factory=dict)
+    gate: Gate = field(default_factory=Gate)
 
     @property
     def latents(self) -> list[int]:

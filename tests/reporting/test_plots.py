@@ -91,9 +91,7 @@ def test_latents_figure_shows_retain_near_frequency(tmp_path: Path):
     freqs = data["latent_freqs.csv"]
     assert freqs["latent"].tolist() == [0, 1, 2, 3]  # latent 2 fires on retain_near alone
     # Smallest positive frequency 0.001: the floor sits half a decade below 1e-3.
-    assert freqs["log10_retain_near_freq"].tolist() == pytest.approx(
-        [-1.52288, -3.5, -3.0, -3.5]
-    )
+    assert freqs["log10_retain_near_freq"].tolist() == pytest.approx([-1.52288, -3.5, -3.0, -3.5])
     two_panels = (tmp_path / "latents.png").read_bytes()
     latents_figure(latents.drop(columns="retain_near_freq"), [0], None, tmp_path / "one.png")
     assert two_panels != (tmp_path / "one.png").read_bytes()

@@ -1,12 +1,41 @@
 """An oracle for the clamp hook written apart from it: sae-lens' own full encode/decode and
-each steering action applied row by row, position by position, in plain Python."""
+each steering action applied row by row, position by position, in plain Python.
+
+The gates of `clamp_gated` rows, from each position's trigger (any gated latent above its
+threshold) and its index among its row's real tokens (BOS is 0):
+- latched: open from the first trigger on;
+- window: open at index i while a trigger sits at some index j with i - W < j <= i;
+- token_share: open at i when (triggers up to i) / (real non-BOS tokens up to i) > tau;
+  it clamps only where a trigger sits.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from sae_unlearn.steering import ClampConfig
+from sae_unlearn.steering import ClampConfig, Gate
+
+
+def gate_row(triggers: list[bool], gate: Gate) -> tuple[list[bool], list[bool]]:
+    """(open, clamp) per position of one sequence's real non-BOS tokens, given whether each
+    is a trigger; the k-th of them (from 0) sits at index k + 1, after BOS."""
+    opened, fires, last = False, 0, None
+    open_, clamp = [], []
+    for k, trigger in enumerate(triggers):
+        index, count = k + 1, k + 1
+        if trigger:
+            fires, last = fires + 1, index
+        if gate.kind == "latched":
+            opened = opened or trigger
+            is_open = opened
+        elif gate.kind == "window":
+            is_open = last is not None and index - gate.window < last <= index
+        else:
+            is_open = fires / count > gate.tau
+        open_.append(is_open)
+        clamp.append(is_open and (trigger or gate.kind != "token_share"))
+    return open_, clamp
 
 
 def _acted_on(mask: torch.Tensor | None, batch: int, length: int) -> list[list[bool]]:
@@ -44,14 +73,12 @@ def reference_edit(
                     new[b, t, i] = new[b, t, i] + row.steering_coefficient
     gated = [r for r in cfg.rows if r.hook_action == "clamp_gated"]
     for b in range(batch):
-        opened = False
-        for t in range(length):
-            if not acts[b][t]:
-                continue
-            # Once a gated latent exceeds its threshold, the gate stays open.
-            opened = opened or any(f[b, t, r.latent_idx] > r.clamp_value for r in gated)
+        cols = [t for t in range(length) if acts[b][t]]
+        triggers = [any(f[b, t, r.latent_idx] > r.clamp_value for r in gated) for t in cols]
+        _, clamp = gate_row(triggers, cfg.gate)
+        for t, here in zip(cols, clamp, strict=True):
             for r in gated:
-                if opened and f[b, t, r.latent_idx] > 0:
+                if here and f[b, t, r.latent_idx] > 0:
                     new[b, t, r.latent_idx] = r.steering_coefficient
     refusal = [r for r in cfg.rows if r.hook_action == "clamp_refusal"]
     for b in range(batch):
@@ -68,11 +95,11 @@ def reference_gate(f: torch.Tensor, cfg: ClampConfig) -> list[list[bool]]:
     gated = [r for r in cfg.rows if r.hook_action == "clamp_gated"]
     out = []
     for b in range(f.shape[0]):
-        opened, row = False, []
-        for t in range(f.shape[1]):
-            opened = opened or (t > 0 and any(f[b, t, r.latent_idx] > r.clamp_value for r in gated))
-            row.append(opened)
-        out.append(row)
+        triggers = [
+            any(f[b, t, r.latent_idx] > r.clamp_value for r in gated) for t in range(1, f.shape[1])
+        ]
+        open_, _ = gate_row(triggers, cfg.gate)
+        out.append([False, *open_])
     return out
 
 

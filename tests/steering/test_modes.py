@@ -38,3 +38,12 @@ def test_bad_selection_or_mode_refused_with_the_fix():
         from_selection(pd.DataFrame({"rank": [1]}), "clamp_prime", 9, -1.0)
     with pytest.raises(ValueError, match="refusal latent"):
         from_selection(selected, "refusal_clamp", 9, -1.0)
+
+
+def test_the_gate_goes_into_the_gated_config():
+    from sae_unlearn.steering import Gate
+
+    selected = pd.DataFrame({"rank": [1], "latent": [3], "threshold": [2.0]})
+    cfg = from_selection(selected, "gated_clamp", 9, -1.0, gate=Gate("window", window=5))
+    assert cfg.gate == Gate("window", window=5)
+    assert from_selection(selected, "gated_clamp", 9, -1.0).gate == Gate()

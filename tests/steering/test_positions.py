@@ -6,6 +6,7 @@ import torch
 from sae_unlearn.steering import ClampHook, clamp_prime, gated_clamp, steer
 from sae_unlearn.steering.positions import (
     NEVER,
+    NO_TRIGGER,
     SequenceState,
     advance,
     plan,
@@ -73,36 +74,57 @@ def test_a_continuation_needs_the_state_of_the_same_sequences():
     assert plan(inputs, None, gated=False).start.tolist() == [[False], [False]]
     with pytest.raises(ValueError, match="cannot tell whether its gate is open.*after 4 cached"):
         plan(inputs, None, gated=True)
-    other = SequenceState(torch.full((3,), NEVER), 4, None, cache_checked=False)
+
+    def history(batch: int, length: int, fired_at: dict[int, int] | None = None):
+        fired = torch.zeros((batch, length), dtype=torch.bool)
+        for row, col in (fired_at or {}).items():
+            fired[row, col] = True
+        counted = torch.ones((batch, length), dtype=torch.bool)
+        counted[:, 0] = False  # BOS
+        return fired, counted
+
+    other = SequenceState(*history(3, 4), 4, None, cache_checked=False)
     with pytest.raises(ValueError, match="continues 2 sequences but .* ran 3"):
         plan(inputs, other, gated=True)
-    short = SequenceState(torch.full((2,), NEVER), 3, None, cache_checked=False)
+    short = SequenceState(*history(2, 3), 3, None, cache_checked=False)
     with pytest.raises(ValueError, match="saw only 3"):
         plan(inputs, short, gated=True)
     other_cache = FakeCache(4)
-    elsewhere = SequenceState(torch.full((2,), NEVER), 4, weakref.ref(other_cache))
+    elsewhere = SequenceState(*history(2, 4), 4, weakref.ref(other_cache))
     with pytest.raises(ValueError, match="KV cache the gated clamp did not see"):
         plan(inputs, elsewhere, gated=True)
-    same = SequenceState(torch.tensor([2, NEVER]), 4, weakref.ref(cache))
-    assert plan(inputs, same, gated=True).carry.tolist() == [True, False]
+    same = SequenceState(*history(2, 4, {0: 2}), 4, weakref.ref(cache))
+    where = plan(inputs, same, gated=True)
+    assert where.carry.tolist() == [True, False]
+    # What the counted gates read: triggers, counted positions, the last trigger's position.
+    assert where.prefix.fires.tolist() == [1, 0] and where.prefix.count.tolist() == [3, 3]
+    assert where.prefix.last.tolist() == [2, NO_TRIGGER]
 
 
 def test_gate_state_follows_columns_and_cropped_caches():
-    # Row 0's gate opened at column 6, row 1's never; the state covers 10 columns.
+    # Row 0's triggers at columns 6 and 8, row 1's never; the state covers 10 columns.
     fresh = plan(read_forward({"input_ids": ids(2, 10)}), None, gated=True)
-    gate = torch.zeros((2, 10), dtype=torch.bool)
-    gate[0, 6:] = True
-    state = advance(fresh, gate)
+    fired = torch.zeros((2, 10), dtype=torch.bool)
+    fired[0, [6, 8]] = True
+    counted = fresh.keep("cpu")
+    state = advance(fresh, fired, counted)
     assert state.opened.tolist() == [6, NEVER] and state.length == 10
-    for past, carry in ((10, [True, False]), (7, [True, False]), (6, [False, False])):
-        # A cache cropped back to `past` columns (assisted decoding) forgets a later opening.
+    for past, carry, fires in (
+        (10, [True, False], 2),
+        (7, [True, False], 1),
+        (6, [False, False], 0),
+    ):
+        # A cache cropped back to `past` columns (assisted decoding) forgets later triggers.
         where = plan(
             read_forward({"input_ids": ids(2, 1), "cache_position": torch.tensor([past])}),
             state,
             gated=True,
         )
         assert where.carry.tolist() == carry and where.offset == past
-        assert advance(where, torch.zeros((2, 1), dtype=torch.bool)).length == past + 1
+        assert where.prefix.fires.tolist() == [fires, 0]
+        assert where.prefix.count.tolist() == [past - 1] * 2
+        step = torch.zeros((2, 1), dtype=torch.bool)
+        assert advance(where, step, ~step).length == past + 1
 
 
 def test_steered_forward_that_cannot_be_placed_raises(tiny_model):

@@ -1,0 +1,87 @@
+"""The clamp-config stage builds the gate from `clamp.gate*`, calibrating tau on the cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import get_args
+
+import pandas as pd
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.params import ClampParams
+from sae_unlearn.steering import GATES, Gate, read_clamp_yaml
+from tests.selection.test_share import GATED, LAYER, THRESHOLDS, identity_sae, write_cache
+
+
+def stage_inputs(tmp_path: Path, **clamp) -> Path:
+    identity_sae().save_model(tmp_path / "sae")
+    (tmp_path / "cache").mkdir()
+    # As in tests/selection/test_share: chunk shares 0.5, 0.5 (retain) and 1.0 (retain_near).
+    write_cache(tmp_path / "cache" / "retain.parquet", [[1, 0, 0, 1, 1], [0, 0, 1, 0]])
+    write_cache(tmp_path / "cache" / "retain_near.parquet", [[1, 1, 1]])
+    (tmp_path / "select").mkdir()
+    selected = pd.DataFrame({"rank": [1, 2], "latent": GATED, "threshold": THRESHOLDS})
+    selected.to_parquet(tmp_path / "select" / "selected.parquet")
+    params = {
+        "cache": {"dir": str(tmp_path / "cache")},
+        "sae": {"layer": LAYER, "dir": str(tmp_path / "sae")},
+        "select": {"dir": str(tmp_path / "select")},
+        "clamp": {"mode": "gated_clamp", "dir": str(tmp_path / "clamp"), **clamp},
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def run(params: Path):
+    return CliRunner().invoke(app, ["clamp-config", "--params", str(params)])
+
+
+def test_the_params_offer_the_gates_the_hook_knows():
+    assert get_args(ClampParams.model_fields["gate"].annotation) == GATES
+
+
+def test_token_share_tau_calibrated_on_both_retain_caches(tmp_path):
+    result = run(stage_inputs(tmp_path, gate="token_share", gate_chunk=4, gate_quantile=0.95))
+    assert result.exit_code == 0, result.output
+    cfg = read_clamp_yaml(tmp_path / "clamp" / "clamp.yaml")
+    assert cfg.gate.kind == "token_share" and abs(cfg.gate.tau - 0.95) < 1e-12
+    assert "token_share tau = 0.95 (from retain.parquet, retain_near.parquet)" in result.output
+    assert not (tmp_path / "clamp" / "steering.csv").exists()
+    # Without the retain_near cache, retain alone: shares 0.5, 0.5.
+    (tmp_path / "cache" / "retain_near.parquet").unlink()
+    assert run(tmp_path / "params.yaml").exit_code == 0
+    assert read_clamp_yaml(tmp_path / "clamp" / "clamp.yaml").gate.tau == 0.5
+
+
+def test_window_and_latched_gates(tmp_path):
+    assert run(stage_inputs(tmp_path, gate="window", gate_window=7)).exit_code == 0
+    assert read_clamp_yaml(tmp_path / "clamp" / "clamp.yaml").gate == Gate("window", window=7)
+    params = tmp_path / "params.yaml"
+    data = yaml.safe_load(params.read_text())
+    del data["clamp"]["gate"], data["clamp"]["gate_window"]
+    params.write_text(yaml.safe_dump(data))
+    assert run(params).exit_code == 0
+    assert read_clamp_yaml(tmp_path / "clamp" / "clamp.yaml").gate == Gate()
+    assert (tmp_path / "clamp" / "steering.csv").exists()
+
+
+def test_bad_gate_input_named_without_a_traceback(tmp_path):
+    params = stage_inputs(tmp_path, gate="token_share", gate_chunk=4, gate_quantile=1.0)
+    result = run(params)  # the retain_near chunk is all triggers: tau would be 1
+    assert result.exit_code != 0 and "lower clamp.gate_quantile" in result.output
+    assert "Traceback" not in result.output
+    (tmp_path / "cache" / "retain.parquet").unlink()
+    result = run(params)
+    assert result.exit_code != 0 and "run `sae-unlearn cache` first" in result.output
+    data = yaml.safe_load(params.read_text())
+    data["clamp"].update(gate="sliding")
+    params.write_text(yaml.safe_dump(data))
+    result = run(params)
+    assert result.exit_code != 0 and "clamp.gate" in result.output
+    data["clamp"].update(gate="window", gate_window=0)
+    params.write_text(yaml.safe_dump(data))
+    result = run(params)
+    assert result.exit_code != 0 and "clamp.gate_window" in result.output
