@@ -127,8 +127,8 @@ class ClampParams(Section):
     # trigger lies within the last gate_window tokens) | token_share (Dynamic SAE
     # Guardrails: open where the share of triggers so far exceeds tau, calibrated as the
     # gate_quantile of trigger shares over gate_chunk-token chunks of the retain caches)
-    gate: Literal["latched", "window", "token_share"] = "latched"
-    gate_window: PositiveInt = 16
+    gate: Literal["latched", "window", "token_share"] = "window"
+    gate_window: PositiveInt = 8
     gate_quantile: float = Field(0.95, ge=0.0, le=1.0)
     gate_chunk: PositiveInt = 1024
     dir: str = "data/clamp"
@@ -161,12 +161,12 @@ class ScoreParams(Section):
 class SelectParams(Section):
     dir: str = "data/selection"
     score: RANKING_SCORES = "forget_window_freq"
-    top_k: PositiveInt = 120
+    top_k: PositiveInt = 160
     retain_threshold: float | None = None
     min_forget_freq: float = 0.001
     min_near_ratio: float | None = Field(None, gt=0.0)  # CRISP: 3
     eps: float = 0.0001
-    threshold_rate: float | None = Field(0.002, ge=0.0, le=1.0)
+    threshold_rate: float | None = Field(0.003, ge=0.0, le=1.0)
 
 
 class ReportParams(Section):

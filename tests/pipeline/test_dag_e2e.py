@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -186,13 +187,28 @@ def test_repro_runs_every_stage_and_writes_metrics(tiny_repo):
     steered = json.loads((repo / "metrics/steered.json").read_text())
     baseline = json.loads((repo / "metrics/baseline.json").read_text())
     assert {"alignment", "retain_ratio", "alignment_near", "retain_near_ratio"} <= set(steered)
-    assert list(baseline) == ["format", "forget", "retain", "retain_near"]
-    for role in ("forget", "retain", "retain_near"):
+    roles = ["forget", "retain", "retain_near", "retain_contaminated", "retain_near_contaminated"]
+    assert [k for k in baseline if k != "format"] == roles
+    for role in roles:
         assert steered[role]["n"] == 6 and baseline[role]["n"] == 6
         assert steered[role]["dev"]["n"] + steered[role]["test"]["n"] == 6
         assert steered[role]["known_correct"]["n"] == baseline[role]["known_correct"]["n"]
+    # a contaminated question keeps its original's half
+    for half in ("dev", "test"):
+        assert steered["retain_contaminated"][half]["n"] == steered["retain"][half]["n"]
+    assert {"retain_contaminated_ratio", "retain_near_contaminated_ratio"} <= set(steered)
     assert set(steered["retain_near"]["by_subject"]) == {"botany", "anatomy"}
-    assert (repo / "data/prepared/retain_near_corpus.parquet").exists()
+    assert (repo / "data/prepared/corpora/retain_near_corpus.parquet").exists()
+    # the retain_near corpus is cached and scored with the others
+    assert (repo / "data/cache/retain_near.parquet").exists()
+    latents = pd.read_parquet(repo / "data/scores/latents.parquet")
+    assert {"retain_near_freq", "retain_near_mean", "retain_near_max"} <= set(latents.columns)
+    selected = pd.read_parquet(repo / "data/selection/selected.parquet")
+    assert (selected["threshold"] >= selected["threshold_retain_near"]).all()
+    near = pd.read_parquet(repo / "data/results/steered/retain_near_contaminated.parquet")
+    assert {"gate_opened", "gate_position", "gate_token"} <= set(near.columns)
+    report = (repo / "reports/report.md").read_text()
+    assert "retain_near_contaminated" in report
     clamp = yaml.safe_load((repo / "data/clamp/clamp.yaml").read_text())
     assert clamp["mode"] == "gated_clamp" and len(clamp["rows"]) == 3
     assert {row["hook_action"] for row in clamp["rows"]} == {"clamp_gated"}
