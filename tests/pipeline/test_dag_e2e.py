@@ -208,7 +208,7 @@ def test_repro_runs_every_stage_and_writes_metrics(tiny_repo):
     near = pd.read_parquet(repo / "data/results/steered/retain_near_contaminated.parquet")
     assert {"gate_opened", "gate_position", "gate_token"} <= set(near.columns)
     report = (repo / "reports/report.md").read_text()
-    assert "retain_near_contaminated" in report
+    assert "retain\\_near\\_contaminated" in report  # Markdown escapes underscores
     clamp = yaml.safe_load((repo / "data/clamp/clamp.yaml").read_text())
     assert clamp["mode"] == "gated_clamp" and len(clamp["rows"]) == 3
     assert {row["hook_action"] for row in clamp["rows"]} == {"clamp_gated"}
