@@ -19,7 +19,12 @@ import typer
 
 from pipeline.params import Params, ParamsOption
 from sae_unlearn.io import read_json
-from sae_unlearn.reporting.compare import Experiment, unlearning_score_line, write_comparison
+from sae_unlearn.reporting.compare import (
+    HALVES,
+    Experiment,
+    unlearning_score_line,
+    write_comparison,
+)
 from sae_unlearn.reporting.constants import PAPER_MODEL
 from sae_unlearn.reporting.format import flatten
 
@@ -135,11 +140,16 @@ def command(
     all_commits: bool = typer.Option(False, help="experiments of all commits, not just HEAD"),
     metrics_file: str | None = typer.Option(None, help="steered metrics path inside the repo"),
     out_dir: Path | None = typer.Option(None, help="where compare.md/.csv and pareto.png go"),
+    half: str = typer.Option(
+        "all", help="all | dev | test: the questions accuracy is read on (choose on dev)"
+    ),
     params: Path = ParamsOption,
 ) -> None:
     """Compare experiments: differing params, forget/retain accuracy, alignment, Pareto front,
     and SAEBench's unlearning score (from known-correct accuracy)."""
     p = Params.load(params)
+    if half not in ("all", *HALVES):
+        raise typer.BadParameter(f"--half {half}: use all, {' or '.join(HALVES)}")
     if metrics:
         experiments, skipped = explicit_experiments(metrics), []
     else:
@@ -150,12 +160,17 @@ def command(
     names.append(str(p.get("model.name")))
     reference = any(PAPER_MODEL in n for n in names)
     out = Path(p.pick(out_dir, "report.compare_dir"))
-    table = write_comparison(experiments, out, reference=reference, skipped=skipped)
+    table = write_comparison(
+        experiments, out, reference, skipped, half=None if half == "all" else half
+    )
     on_front = table["experiment"][table["pareto"]].tolist() if len(table) else []
     typer.echo(
         f"{len(table)} experiments -> {out}/compare.md, compare.csv, pareto.png; "
         f"Pareto front: {', '.join(on_front) or 'none'}"
     )
+    if "pareto_near" in table.columns:
+        near = table["experiment"][table["pareto_near"]].tolist()
+        typer.echo(f"forget vs retain_near front (pareto_near.png): {', '.join(near) or 'none'}")
     score = unlearning_score_line(table) if len(table) else None
     if score:
         typer.echo(score)

@@ -167,11 +167,11 @@ def write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2))
 
 
-def run(command, args: list[str]):
+def run(command, args: list[str], expect_exit: int = 0):
     app = typer.Typer()
     app.command()(command)
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert result.exit_code == expect_exit, result.output + repr(result.exception)
     return result
 
 

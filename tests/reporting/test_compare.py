@@ -15,6 +15,7 @@ from sae_unlearn.reporting.compare import (
     comparison_markdown,
     comparison_table,
     pareto_front,
+    seed_spread,
     unlearning_score,
 )
 from tests.reporting.helpers import evaluation_metrics, md_tables, run, write_json
@@ -440,6 +441,7 @@ def test_saebench_unlearning_score_by_hand():
         "forget_known_acc",
         "retain_known_acc",
         "pareto",
+        "pareto_near",
     ]
     rows = table.set_index("experiment")
     assert rows.loc["old_run", "retain_near_acc"] == 0.7
@@ -466,3 +468,79 @@ def test_compare_prints_the_unlearning_score(project: Path):
     assert "SAEBench unlearning score: 0.7500 (a)" in result.output
     table = pd.read_csv(project / "reports/compare/compare.csv").set_index("experiment")
     assert table.loc["b", "forget_known_acc"] == 0.05
+
+
+def halves(forget: tuple, retain: tuple, near: tuple) -> dict:
+    """Steered metrics whose (all, dev, test) accuracies are given per role."""
+    metrics: dict = {"dev": {"alignment": 0.1}, "test": {"alignment": 0.2}, "alignment": 0.3}
+    for role, (whole, dev, test) in [("forget", forget), ("retain", retain), ("retain_near", near)]:
+        metrics[role] = {"acc": whole, "dev": {"acc": dev}, "test": {"acc": test}}
+    return metrics
+
+
+def test_forget_vs_retain_near_front_and_halves_by_hand():
+    experiments = [
+        # keeps general knowledge, loses benign biology: on the retain front only
+        Experiment("broad", {"select.top_k": 200}, halves((0.2, 0.3, 0.1), (0.9,) * 3, (0.5,) * 3)),
+        Experiment("narrow", {"select.top_k": 80}, halves((0.3, 0.2, 0.4), (0.8,) * 3, (0.9,) * 3)),
+        Experiment("weak", {"select.top_k": 40}, halves((0.6, 0.6, 0.6), (0.8,) * 3, (0.85,) * 3)),
+    ]
+    table = comparison_table(experiments).set_index("experiment")
+    assert table["pareto"].to_dict() == {"broad": True, "narrow": False, "weak": False}
+    assert table["pareto_near"].to_dict() == {"broad": True, "narrow": True, "weak": False}
+    dev = comparison_table(experiments, "dev").set_index("experiment")
+    assert dev["forget_acc"].to_dict() == {"broad": 0.3, "narrow": 0.2, "weak": 0.6}
+    assert dev["alignment"].tolist() == [0.1, 0.1, 0.1]
+    test = comparison_table(experiments, "test").set_index("experiment")
+    assert test["forget_acc"].to_dict() == {"broad": 0.1, "narrow": 0.4, "weak": 0.6}
+    assert test["alignment"].tolist() == [0.2, 0.2, 0.2]
+    with pytest.raises(ValueError, match="half"):
+        comparison_table(experiments, "train")
+
+
+def test_seed_spread_by_hand():
+    def exp(name, seed, k, forget, near):
+        return Experiment(
+            name, {"seed": seed, "select.top_k": k}, halves((forget,) * 3, (0.8,) * 3, (near,) * 3)
+        )
+
+    table = comparison_table(
+        [
+            exp("s0", 0, 160, 0.40, 0.90),
+            exp("s1", 1, 160, 0.30, 0.94),
+            exp("s2", 2, 160, 0.35, 0.92),
+            exp("s0_again", 0, 160, 0.99, 0.10),  # seed 0 rerun elsewhere: counted once
+            exp("other", 0, 200, 0.20, 0.80),  # one seed only: no spread
+        ]
+    )
+    [row] = seed_spread(table).to_dict("records")
+    assert row["setting"] == "select.top_k=160" and row["seeds"] == 3
+    assert row["seed values"] == "0 1 2"
+    assert row["forget mean"] == pytest.approx(0.35)
+    assert row["forget sd"] == pytest.approx(0.05)
+    assert (row["forget min"], row["forget max"]) == (0.30, 0.40)
+    assert row["retain_near mean"] == pytest.approx(0.92)
+    assert row["retain_near sd"] == pytest.approx(0.02)
+    assert row["retain sd"] == pytest.approx(0.0)
+    md = comparison_markdown(table, "pareto.png", False, near_plot_link="pareto_near.png")
+    assert "![forget vs retain_near accuracy](pareto_near.png)" in md
+    spread = [t for t in md_tables(md) if t[0][0] == "setting"]
+    assert spread[0][1][0][:4] == ["select.top_k=160", "3", "0 1 2", "0.3500"]
+    # Without a seed column there is nothing to summarise.
+    assert seed_spread(comparison_table([exp("a", 0, 1, 0.1, 0.2)])).empty
+
+
+def test_compare_writes_the_retain_near_plot_and_reads_a_half(project: Path):
+    write_json(project / "runs/a/steered.json", halves((0.2, 0.3, 0.1), (0.9,) * 3, (0.5,) * 3))
+    write_json(project / "runs/b/steered.json", halves((0.3, 0.2, 0.4), (0.8,) * 3, (0.9,) * 3))
+    args = ["--metrics", "runs/a/steered.json", "--metrics", "runs/b/steered.json"]
+    result = run(compare.command, args + ["--half", "dev"])
+    out = project / "reports/compare"
+    assert (out / "pareto_near.png").stat().st_size > 1000
+    # on dev b forgets more and keeps more benign biology than a
+    assert "forget vs retain_near front (pareto_near.png): b\n" in result.output
+    table = pd.read_csv(out / "compare.csv").set_index("experiment")
+    assert table["forget_acc"].to_dict() == {"a": 0.3, "b": 0.2}
+    assert "on the dev half" in (out / "compare.md").read_text()
+    bad = run(compare.command, args + ["--half", "train"], expect_exit=2)
+    assert "--half train" in bad.output
