@@ -17,9 +17,9 @@ from pipeline.clamp_file import clamp_file
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.attacks import AttackConfig, GCGConfig, GibberishConfig, PhaseClock, run_attacks
-from sae_unlearn.data import DataError, prepared_path, read_question_file
+from sae_unlearn.data import prepared_path, read_question_file
 from sae_unlearn.evaluation import EvalConfig, load_clamp_hook
-from sae_unlearn.io import atomic_path, write_json
+from sae_unlearn.io import atomic_dir, write_json
 from sae_unlearn.models import load_model
 
 GCG_OVERRIDES = ("num_steps", "search_width")
@@ -74,15 +74,12 @@ def command(
     out_dir = Path(p.pick(out, "attack.dir"))
 
     clock = PhaseClock()
-    try:
-        forget = read_question_file(
-            forget_questions or prepared_path(data_dir, "forget", "questions"), False
-        )
-        retain = read_question_file(
-            retain_questions or prepared_path(data_dir, "retain", "questions"), False
-        )
-    except DataError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    forget = read_question_file(
+        forget_questions or prepared_path(data_dir, "forget", "questions"), False
+    )
+    retain = read_question_file(
+        retain_questions or prepared_path(data_dir, "retain", "questions"), False
+    )
     model, tokenizer = load_model(str(p.pick(model_dir, "model.dir")), p.get("model.dtype"))
     hook = load_clamp_hook(model, Path(p.pick(sae_dir, "sae.dir")), clamp_path)
     hooks = {"baseline": None, "steered": hook}
@@ -90,10 +87,10 @@ def command(
         result = run_attacks(model, tokenizer, forget, retain, hooks, cfg, clock, log=typer.echo)
         timings.update(result.run_info)
 
-    write_json(out_dir / "suffixes.json", result.suffixes)
-    with atomic_path(out_dir / "gcg_loss.csv") as tmp:
-        result.loss_curves.to_csv(tmp, index=False)
-    write_json(out_dir / "accuracy.json", result.accuracy)
+    with atomic_dir(out_dir) as tmp:
+        write_json(tmp / "suffixes.json", result.suffixes)
+        result.loss_curves.to_csv(tmp / "gcg_loss.csv", index=False)
+        write_json(tmp / "accuracy.json", result.accuracy)
     write_json(Path(p.pick(metrics, "attack.metrics")), result.metrics)
     g = result.metrics["gibberish"]
     typer.echo(

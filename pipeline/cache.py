@@ -12,6 +12,7 @@ from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.activations.cache import CacheConfig, cache_corpus, summary_dict
 from sae_unlearn.activations.schema import CORPORA, REQUIRED_CORPORA
+from sae_unlearn.errors import UserError
 from sae_unlearn.io import write_json
 from sae_unlearn.models.layers import check_layer
 from sae_unlearn.models.loading import load_model
@@ -20,10 +21,10 @@ from sae_unlearn.prepared import prepared_path
 
 def read_corpus_texts(path: Path) -> list[str]:
     if not path.exists():
-        raise typer.BadParameter(f"{path} does not exist; run `sae-unlearn prepare-data` first")
+        raise UserError(f"{path} does not exist; run `sae-unlearn prepare-data` first")
     frame = pd.read_parquet(path)
     if "text" not in frame.columns:
-        raise typer.BadParameter(
+        raise UserError(
             f"{path} has no `text` column (columns: {list(frame.columns)}); "
             "produce it with `sae-unlearn prepare-data`"
         )

@@ -14,8 +14,10 @@ import typer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
-from sae_unlearn.io import write_json
+from sae_unlearn.errors import UserError
+from sae_unlearn.io import atomic_path, write_json
 from sae_unlearn.saes import load_sae_dir
+from sae_unlearn.saes.identity import check_csv_sae_names, sae_identity
 from sae_unlearn.steering import (
     ClampConfig,
     Gate,
@@ -51,7 +53,7 @@ def gate_of(p: Params, cfg: ClampConfig, sae) -> Gate:
 
     cache = Path(p.get("cache.dir"))
     if not (cache / "retain.parquet").exists():
-        raise ValueError(
+        raise UserError(
             f"clamp.gate=token_share calibrates tau on {cache / 'retain.parquet'}, which does "
             "not exist; run `sae-unlearn cache` first (or check cache.dir)"
         )
@@ -69,7 +71,7 @@ def gate_of(p: Params, cfg: ClampConfig, sae) -> Gate:
     )
     typer.echo(f"token_share tau = {tau:.6g} (from {', '.join(x.name for x in paths)})")
     if tau >= 1.0:
-        raise ValueError(
+        raise UserError(
             f"clamp.gate=token_share: calibrated tau = {tau} on {[str(x) for x in paths]}: the "
             "gated latents trigger on every token of those chunks; lower clamp.gate_quantile, "
             "or make the thresholds stricter (select.threshold_rate)"
@@ -89,32 +91,37 @@ def command(
     with record_run_time():
         p = Params.load(params)
         layer, out = p.get("sae.layer"), Path(p.pick(out_dir, "clamp.dir"))
-        sae = load_sae_dir(Path(p.pick(sae_dir, "sae.dir")))
+        sae_path = Path(p.pick(sae_dir, "sae.dir"))
+        sae = load_sae_dir(sae_path)
+        identity = sae_identity(sae_path)
         csv_path = p.pick(csv, "clamp.csv")
-        try:
-            if csv_path:
-                cfg = read_steering_csv(csv_path, layer)
-            else:
-                selected = pd.read_parquet(
-                    selection or Path(p.get("select.dir")) / "selected.parquet"
-                )
-                clamp = p.get("clamp")
-                cfg = from_selection(
-                    selected, clamp["mode"], layer, clamp["value"], clamp["threshold"],
-                    refusal_latent(p, model_dir, sae),
-                )  # fmt: skip
-            validate_rows(cfg.rows, d_sae=int(sae.cfg.d_sae), source=str(csv_path or "selection"))
-            cfg.gate = gate_of(p, cfg, sae)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
-        write_clamp_yaml(cfg, out / "clamp.yaml")
-        (out / "steering.csv").unlink(missing_ok=True)  # none from an earlier run is left
-        if cfg.gate.kind == "latched":
-            write_steering_csv(cfg, out / "steering.csv")
+        if csv_path:
+            cfg = read_steering_csv(csv_path, layer)
+            names = [(r.sae_release, r.sae_id) for r in cfg.rows]
+            check_csv_sae_names(names, identity, str(csv_path))
         else:
-            typer.echo(f"no steering.csv: the paper's CSV cannot carry the {cfg.gate.kind} gate")
+            selected = pd.read_parquet(selection or Path(p.get("select.dir")) / "selected.parquet")
+            clamp = p.get("clamp")
+            cfg = from_selection(
+                selected, clamp["mode"], layer, clamp["value"], clamp["threshold"],
+                refusal_latent(p, model_dir, sae),
+            )  # fmt: skip
+        validate_rows(cfg.rows, d_sae=int(sae.cfg.d_sae), source=str(csv_path or "selection"))
+        cfg.gate = gate_of(p, cfg, sae)
+        cfg.sae = identity
         summary = {"mode": cfg.mode, "layer": cfg.layer, "latents": cfg.latents, **cfg.meta}
         if any(r.hook_action == "clamp_gated" for r in cfg.rows):
             summary["gate"] = cfg.gate.as_dict()
-        write_json(out / "summary.json", summary)
+        # One folder, renamed into place whole: an interrupted run leaves the old config or
+        # the new one, never a new clamp.yaml beside an old steering.csv.
+        with atomic_path(out) as tmp:
+            tmp.mkdir()
+            write_clamp_yaml(cfg, tmp / "clamp.yaml")
+            if cfg.gate.kind == "latched":
+                write_steering_csv(cfg, tmp / "steering.csv")
+            else:
+                typer.echo(
+                    f"no steering.csv: the paper's CSV cannot carry the {cfg.gate.kind} gate"
+                )
+            write_json(tmp / "summary.json", summary)
         typer.echo(f"{cfg.mode}: {len(cfg.rows)} rows at layer {cfg.layer} -> {out}")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
 from pipeline.params import Params
+from sae_unlearn.errors import UserError
 
 
 def clamp_file(p: Params, option: str | Path | None, allow_none: bool = False) -> Path | None:
@@ -15,5 +14,5 @@ def clamp_file(p: Params, option: str | Path | None, allow_none: bool = False) -
     if allow_none and path.lower() == "none":
         return None
     if not Path(path).exists():
-        raise typer.BadParameter(f"{path} does not exist; run `sae-unlearn clamp-config`")
+        raise UserError(f"{path} does not exist; run `sae-unlearn clamp-config`")
     return Path(path)

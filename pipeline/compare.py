@@ -18,6 +18,7 @@ from typing import Any
 import typer
 
 from pipeline.params import Params, ParamsOption
+from sae_unlearn.errors import UserError
 from sae_unlearn.io import read_json
 from sae_unlearn.reporting.compare import (
     HALVES,
@@ -36,7 +37,7 @@ def run_exp_show(all_commits: bool = False) -> list:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     except subprocess.CalledProcessError as exc:
-        raise typer.BadParameter(
+        raise UserError(
             f"`{' '.join(cmd)}` failed: {exc.stderr.strip() or exc.stdout.strip()}; run compare "
             "inside a DVC repository, or pass --exp-json / --metrics"
         ) from exc
@@ -122,12 +123,10 @@ def explicit_experiments(specs: list[str]) -> list[Experiment]:
         name, _, path = spec.rpartition("=")
         path_ = Path(path)
         if not path_.is_file():
-            raise typer.BadParameter(f"--metrics {spec}: {path_} does not exist")
+            raise UserError(f"--metrics {spec}: {path_} does not exist")
         metrics = read_json(path_)
         if "forget" not in metrics or "retain" not in metrics:
-            raise typer.BadParameter(
-                f"{path_} holds no forget/retain results; pass a steered metrics file"
-            )
+            raise UserError(f"{path_} holds no forget/retain results; pass a steered metrics file")
         out.append(Experiment(name or path_.parent.name or path_.stem, {}, metrics))
     return out
 
@@ -149,7 +148,7 @@ def command(
     and SAEBench's unlearning score (from known-correct accuracy)."""
     p = Params.load(params)
     if half not in ("all", *HALVES):
-        raise typer.BadParameter(f"--half {half}: use all, {' or '.join(HALVES)}")
+        raise UserError(f"--half {half}: use all, {' or '.join(HALVES)}")
     if metrics:
         experiments, skipped = explicit_experiments(metrics), []
     else:
@@ -182,7 +181,7 @@ def _load_json(path: Path) -> list:
     try:
         data = read_json(path)
     except (OSError, json.JSONDecodeError) as exc:
-        raise typer.BadParameter(f"cannot read {path}: {exc}") from exc
+        raise UserError(f"cannot read {path}: {exc}") from exc
     if not isinstance(data, list):
-        raise typer.BadParameter(f"{path} is not `dvc exp show --json` output (expected a list)")
+        raise UserError(f"{path} is not `dvc exp show --json` output (expected a list)")
     return data

@@ -17,7 +17,7 @@ import typer
 from pipeline.clamp_file import clamp_file
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
-from sae_unlearn.data import ALL_ROLES, ROLES, DataError, prepared_path, read_question_file
+from sae_unlearn.data import ALL_ROLES, ROLES, prepared_path, read_question_file
 from sae_unlearn.evaluation import (
     EVAL_ROLES,
     EvalConfig,
@@ -30,7 +30,7 @@ from sae_unlearn.evaluation import (
     read_role_results,
     with_contaminated,
 )
-from sae_unlearn.io import read_json, write_json, write_parquet
+from sae_unlearn.io import atomic_dir, read_json, write_json, write_parquet
 from sae_unlearn.models import load_model
 
 
@@ -71,10 +71,7 @@ def run_evaluation(
     `baseline_results` (a baseline's results folder) scores the known ones."""
     with record_run_time():
         model, tokenizer = load_model(str(model_dir), p.get("model.dtype"))
-        try:
-            sets = {role: read_question_file(path, False) for role, path in question_files.items()}
-        except DataError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+        sets = {role: read_question_file(path, False) for role, path in question_files.items()}
         sets = with_contaminated(sets)
         hook = load_clamp_hook(model, sae_dir, clamp) if clamp is not None else None
         results, metrics = evaluate_sets(model, tokenizer, sets, cfg, hook, progress=True)
@@ -84,15 +81,11 @@ def run_evaluation(
             known = read_role_results(baseline_results, list(results))
             for role in sorted(set(results) - set(known)):
                 typer.echo(f"{baseline_results} has no {role} results: no {role} known_correct")
-            try:
-                add_steered_known(results, known, metrics, cfg)
-            except ValueError as exc:
-                raise typer.BadParameter(str(exc)) from exc
-        for role in EVAL_ROLES:
-            if role in results:
-                write_parquet(out_dir / f"{role}.parquet", results[role])
-            else:  # a role scored in an earlier run and left out now
-                (out_dir / f"{role}.parquet").unlink(missing_ok=True)
+            add_steered_known(results, known, metrics, cfg)
+        with atomic_dir(out_dir) as tmp:  # no role file of an earlier run is left beside
+            for role in EVAL_ROLES:
+                if role in results:
+                    write_parquet(tmp / f"{role}.parquet", results[role])
     return metrics
 
 
@@ -179,10 +172,7 @@ def steered_command(
     baseline_path = p.pick(baseline, "evaluate.baseline_metrics")
     if str(baseline_path).lower() != "none" and Path(baseline_path).exists():
         base = read_json(baseline_path)
-        try:
-            check_baseline_format(base, cfg.format, str(baseline_path))
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+        check_baseline_format(base, cfg.format, str(baseline_path))
         add_alignment(result, base, p.get("evaluate.primary_metric"))
     write_json(p.pick(metrics, "evaluate.steered_metrics"), result)
     typer.echo(summary_line("steered", result))

@@ -26,10 +26,7 @@ def command(
 ) -> None:
     """Greedy continuations without and with the clamp; ⟦ ⟧ marks where the gate opened."""
     p = Params.load(params)
-    try:
-        texts = read_prompts(prompt, prompts)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    texts = read_prompts(prompt, prompts)
     clamp_path = clamp_file(p, clamp)
     model, tokenizer = load_model(str(p.pick(model_dir, "model.dir")), p.get("model.dtype"))
     hook = load_clamp_hook(model, Path(p.pick(sae_dir, "sae.dir")), clamp_path)

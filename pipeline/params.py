@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from sae_unlearn.errors import UserError
+
 DEFAULT_PARAMS = Path("params.yaml")
 ParamsOption = typer.Option(DEFAULT_PARAMS, "--params", help="params.yaml to take defaults from")
 
@@ -247,14 +249,14 @@ class Params(Section):
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise typer.BadParameter(f"{path} is not valid YAML: {exc}") from None
+            raise UserError(f"{path} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
-            raise typer.BadParameter(f"{path} must hold a YAML mapping at the top level")
+            raise UserError(f"{path} must hold a YAML mapping at the top level")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             problems = "\n".join(describe_error(err, path) for err in exc.errors())
-            raise typer.BadParameter(problems) from None
+            raise UserError(problems) from None
 
     def get(self, key: str) -> Any:
         """The value at a dotted key (sections as plain dicts)."""

@@ -9,7 +9,6 @@ import typer
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.data.prepare import DataConfig, prepare_data
-from sae_unlearn.data.schema import DataError
 
 
 def command(
@@ -40,11 +39,7 @@ def command(
             max_documents=p.pick(max_documents, "data.max_documents"),
         )
         out_path = Path(p.pick(out_dir, "data.dir"))
-        try:
-            summary = prepare_data(cfg, out_path)
-        except DataError as exc:
-            # A usage error (exit 2, message only): the fix is in the input, not in the code.
-            raise typer.BadParameter(str(exc)) from exc
+        summary = prepare_data(cfg, out_path)
         for line in summary.lines():
             typer.echo(line)
         typer.echo(f"prepared data written to {out_path}")

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from pipeline.params import Params, ParamsOption
-from sae_unlearn.reporting.inputs import ReportInputError, ReportOptions, load_inputs
+from sae_unlearn.errors import UserError
+from sae_unlearn.reporting.inputs import ReportOptions, load_inputs
 from sae_unlearn.reporting.report import write_report
 
 
@@ -44,14 +45,11 @@ def command(
         "steered_results": Path(p.get("evaluate.dir")) / "steered",
     }
     if not paths["baseline"].is_file() and not paths["steered"].is_file():
-        raise typer.BadParameter(
+        raise UserError(
             f"neither {paths['baseline']} nor {paths['steered']} exists; run "
             "`sae-unlearn evaluate-baseline` and `sae-unlearn evaluate` first"
         )
-    try:
-        inputs = load_inputs(paths, p.data_dict)
-    except ReportInputError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    inputs = load_inputs(paths, p.data_dict)
     opts = ReportOptions(
         title=str(p.get("report.title")),
         contexts_per_latent=int(p.get("report.contexts_per_latent")),

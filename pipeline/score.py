@@ -19,7 +19,7 @@ from transformers import AutoTokenizer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
-from sae_unlearn.activations import CacheError
+from sae_unlearn.errors import UserError
 from sae_unlearn.models import resolve_device
 from sae_unlearn.saes import load_sae_dir
 from sae_unlearn.selection.config import RULE_FIELDS, ScoreConfig, SelectConfig
@@ -56,15 +56,12 @@ def command(
             # select's rule itself, so the selected latents are among those with contexts
             select=SelectConfig(**{name: p.get(f"select.{name}") for name in RULE_FIELDS}),
         )
-        try:
-            paths = cache_paths(Path(p.pick(cache_dir, "cache.dir")))
-        except CacheError as exc:
-            raise typer.BadParameter(str(exc)) from exc
+        paths = cache_paths(Path(p.pick(cache_dir, "cache.dir")))
         sae_path = Path(p.pick(sae_dir, "sae.dir"))
         model_path = Path(p.pick(model_dir, "model.dir"))
         out_path = Path(p.pick(out_dir, "score.dir"))
         if not model_path.is_dir():
-            raise typer.BadParameter(
+            raise UserError(
                 f"model directory {model_path} does not exist; run `sae-unlearn prepare-model`"
             )
         sae = load_sae_dir(sae_path, device=str(resolve_device(device)))

@@ -49,11 +49,8 @@ def command(
             threshold_rate=None if rate is None else float(rate),
         )
         stats_path = Path(stats or Path(p.get("score.dir")) / LATENTS_FILE)
-        try:
-            latents, windows = read_scores(stats_path, with_windows=cfg.needs_windows)
-            selected = select_latents(latents, cfg, source=str(stats_path), windows=windows)
-        except (FileNotFoundError, ValueError) as exc:  # bad input: the message, no traceback
-            raise typer.BadParameter(str(exc)) from exc
+        latents, windows = read_scores(stats_path, with_windows=cfg.needs_windows)
+        selected = select_latents(latents, cfg, source=str(stats_path), windows=windows)
         out_path = Path(p.pick(out_dir, "select.dir")) / SELECTED_FILE
         write_parquet(out_path, selected)
         typer.echo(

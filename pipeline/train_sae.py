@@ -17,7 +17,7 @@ import typer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
-from sae_unlearn.activations.read import CacheError, check_caches, corpus_cache_paths
+from sae_unlearn.activations.read import check_caches, corpus_cache_paths
 from sae_unlearn.io import write_json
 from sae_unlearn.models.loading import resolve_device
 from sae_unlearn.saes.config import SAESourceConfig, SAETrainConfig
@@ -61,19 +61,15 @@ def command(
     metrics_path = Path(p.pick(metrics, "sae.metrics"))
     dev = str(resolve_device(device))
     with record_run_time() as timings:
-        try:
-            # every cached corpus: the more varied the text, the fewer dead latents
-            paths = list(corpus_cache_paths(cache_path).values())
-            d_model = check_caches(paths, sae_layer)
-            if src.source == "train":
-                cfg = _train_config(p, training_tokens)
-                model_name = p.get("model.name")
-                result = train_on_cache(paths, sae_layer, cfg, model_name=model_name, device=dev)
-            else:
-                result = load_for_cache(src, paths, sae_layer, device=dev)
-        except CacheError as exc:
-            # A usage error (exit 2): the fix is to rerun or reconfigure the cache stage.
-            raise typer.BadParameter(str(exc)) from exc
+        # every cached corpus: the more varied the text, the fewer dead latents
+        paths = list(corpus_cache_paths(cache_path).values())
+        d_model = check_caches(paths, sae_layer)
+        if src.source == "train":
+            cfg = _train_config(p, training_tokens)
+            model_name = p.get("model.name")
+            result = train_on_cache(paths, sae_layer, cfg, model_name=model_name, device=dev)
+        else:
+            result = load_for_cache(src, paths, sae_layer, device=dev)
         timings["train_seconds"] = result.seconds
         check_sae_matches_model(result.sae, d_model, src.origin)
         save_sae(result.sae, sae_dir)

@@ -26,6 +26,7 @@ from sae_unlearn.activations.schema import (
     vector_array,
 )
 from sae_unlearn.activations.tokenize import special_token_ids, tokenize_corpus
+from sae_unlearn.errors import UserError
 from sae_unlearn.io import atomic_path
 from sae_unlearn.models.capture import capture_residuals, run_to_layers
 from sae_unlearn.models.layers import hidden_size
@@ -40,13 +41,13 @@ class CacheConfig:
 
     def __post_init__(self) -> None:
         if not self.layers:
-            raise ValueError("cache.layers is empty; list at least the SAE layer")
+            raise UserError("cache.layers is empty; list at least the SAE layer")
         if self.seq_len < 2:
-            raise ValueError(f"cache.seq_len={self.seq_len} must be at least 2")
+            raise UserError(f"cache.seq_len={self.seq_len} must be at least 2")
         if self.batch_size < 1:
-            raise ValueError(f"cache.batch_size={self.batch_size} must be at least 1")
+            raise UserError(f"cache.batch_size={self.batch_size} must be at least 1")
         if self.max_tokens < self.seq_len:
-            raise ValueError(
+            raise UserError(
                 f"cache.max_tokens={self.max_tokens} is below cache.seq_len={self.seq_len}"
             )
 

@@ -18,9 +18,10 @@ from sae_unlearn.activations.schema import (
     TOKEN_COLUMNS,
     resid_column,
 )
+from sae_unlearn.errors import UserError
 
 
-class CacheError(ValueError):
+class CacheError(UserError):
     """An activation cache that cannot be used as asked; the fix is in the cache stage."""
 
 
@@ -111,7 +112,7 @@ def read_activations(
         if max_tokens is not None and total >= max_tokens:
             break
     if not parts:
-        raise ValueError(f"{path} holds no tokens for layer {layer}")
+        raise UserError(f"{path} holds no tokens for layer {layer}")
     out = torch.cat(parts)
     return out[:max_tokens] if max_tokens is not None else out
 

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from sae_unlearn.errors import UserError
+
 
 def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     ids = {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
@@ -39,7 +41,7 @@ def tokenize_corpus(
             break
     n = min(len(stream) // body, n_max)
     if n == 0:
-        raise ValueError(
+        raise UserError(
             f"the corpus has {len(stream)} tokens, fewer than one sequence of "
             f"cache.seq_len={seq_len}; add text or lower cache.seq_len"
         )

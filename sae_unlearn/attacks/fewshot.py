@@ -9,6 +9,7 @@ import pandas as pd
 from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.evaluation.run import evaluate_questions, maybe_steer
 from sae_unlearn.steering import ClampHook
@@ -19,11 +20,11 @@ def draw_shots(pool: pd.DataFrame, k: int, seed: int) -> pd.DataFrame | None:
     (the 16-shot prompt extends the 4-shot one) and differences between k are not noise
     from redrawing. `None` for k = 0."""
     if k < 0:
-        raise ValueError(f"attack.fewshot entries must be >= 0, got {k}")
+        raise UserError(f"attack.fewshot entries must be >= 0, got {k}")
     if k == 0:
         return None
     if k > len(pool):
-        raise ValueError(f"{k}-shot needs {k} retain questions but only {len(pool)} exist")
+        raise UserError(f"{k}-shot needs {k} retain questions but only {len(pool)} exist")
     order = np.random.default_rng(seed).permutation(len(pool))
     return pool.iloc[order[:k]].reset_index(drop=True)
 

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.attacks.gcg_tokens import GCGPrompt, allowed_token_mask, round_trips, suffix_text
+from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.forward import decoder, final_hidden, output_logits
 from sae_unlearn.evaluation.scoring import (
     Targets,
@@ -50,11 +51,11 @@ class GCGConfig:
     def __post_init__(self) -> None:
         for name in ("num_steps", "search_width", "topk", "n_replace"):
             if getattr(self, name) < (0 if name == "num_steps" else 1):
-                raise ValueError(f"attack.gcg.{name}={getattr(self, name)} must be positive")
+                raise UserError(f"attack.gcg.{name}={getattr(self, name)} must be positive")
         if self.buffer_size < 0:
-            raise ValueError("attack.gcg.buffer_size must be >= 0")
+            raise UserError("attack.gcg.buffer_size must be >= 0")
         if not self.optim_str_init.strip():
-            raise ValueError("attack.gcg.optim_str_init must not be blank")
+            raise UserError("attack.gcg.optim_str_init must not be blank")
 
 
 @dataclass
@@ -184,7 +185,7 @@ def _initial_suffixes(
     rng = random.Random(cfg.seed)
     init = tokenizer(" " + cfg.optim_str_init.strip(), add_special_tokens=False)["input_ids"]
     if cfg.filter_ids and not round_trips(tokenizer, prompts, init):
-        raise ValueError(
+        raise UserError(
             f"attack.gcg.optim_str_init={cfg.optim_str_init!r} does not tokenise the same way "
             "inside the prompts; choose another initial string or set filter_ids: false"
         )
@@ -213,7 +214,7 @@ def run_gcg(
     Returns the suffix with the lowest loss seen, as nanoGCG does.
     """
     if not prompts:
-        raise ValueError("GCG needs at least one prompt")
+        raise UserError("GCG needs at least one prompt")
     vocab = model.get_input_embeddings().num_embeddings
     if allowed is None:
         allowed = allowed_token_mask(tokenizer, vocab, cfg.allow_non_ascii)

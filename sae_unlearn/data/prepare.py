@@ -15,7 +15,7 @@ import pandas as pd
 
 from sae_unlearn.data.schema import ALL_ROLES, ROLES, DataError
 from sae_unlearn.data.sources import NONE, PAPER_MMLU_SUBJECTS, load_corpus, load_questions
-from sae_unlearn.io import write_parquet
+from sae_unlearn.io import atomic_dir, write_parquet
 from sae_unlearn.prepared import KINDS, prepared_path
 
 
@@ -79,9 +79,9 @@ def _load(cfg: DataConfig, role: str, kind: str) -> pd.DataFrame:
 def prepare_data(cfg: DataConfig, out_dir: str | Path) -> DataSummary:
     """Load, validate and write the prepared parquet files; return their counts.
 
-    Everything is loaded and validated before the first write, so a bad input leaves the
-    previous outputs untouched rather than a mix of old and new files. A `none` spec writes
-    nothing and removes that file if an earlier run left one.
+    Everything is loaded and validated before the first write, and the whole folder is
+    replaced in one step, so a bad input or an interrupted run leaves the previous outputs
+    rather than a mix of old and new files. A `none` spec writes nothing.
     """
     for role in ROLES:
         for kind in KINDS:
@@ -93,14 +93,10 @@ def prepare_data(cfg: DataConfig, out_dir: str | Path) -> DataSummary:
     wanted = [(r, k) for r in ALL_ROLES for k in KINDS if cfg.spec(r, k) != NONE]
     frames = {(role, kind): _load(cfg, role, kind) for role, kind in wanted}
     summary = DataSummary()
-    for role in ALL_ROLES:
-        for kind in KINDS:
-            path = prepared_path(out_dir, role, kind)
-            if (role, kind) not in frames:
-                path.unlink(missing_ok=True)
-                continue
+    with atomic_dir(out_dir) as tmp:
+        for role, kind in wanted:
             frame = frames[(role, kind)]
-            write_parquet(path, frame)
+            write_parquet(prepared_path(tmp, role, kind), frame)
             if kind == "corpus":
                 summary.documents[role] = len(frame)
                 summary.words[role] = int(sum(len(t.split()) for t in frame["text"]))

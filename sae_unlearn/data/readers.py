@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from sae_unlearn.data.schema import DataError
+from sae_unlearn.errors import read_input
 
 QUESTION_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
 CORPUS_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt")
@@ -92,14 +93,15 @@ def read_records(path: str | Path, suffixes: Sequence[str]) -> pd.DataFrame:
         )
     if not path.is_file():
         raise DataError(f"{path}: no such file. Fix: check the path (relative to the repo root).")
-    if suffix == ".jsonl":
-        records = _read_jsonl(path)
-    elif suffix == ".json":
-        records = _read_json(path)
-    elif suffix == ".parquet":
-        records = pq.read_table(path).to_pylist()
-    elif suffix == ".csv":
-        records = _read_csv(path)
-    else:
-        records = _read_txt(path)
+    readers = {
+        ".jsonl": _read_jsonl,
+        ".json": _read_json,
+        ".parquet": lambda p: pq.read_table(p).to_pylist(),
+        ".csv": _read_csv,
+        ".txt": _read_txt,
+    }
+    # A binary file, a corrupt parquet file or a CSV that does not parse: the file named and
+    # the format's own words, not the reader's traceback.
+    fix = f"save it as UTF-8 {suffix} (see README: Question roles)"
+    records = read_input(path, readers[suffix], f"{suffix} data file", fix)
     return records_frame(records)

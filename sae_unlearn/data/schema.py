@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sae_unlearn.errors import UserError
+
 # Every run has a forget and a retain role; `retain_near` (benign knowledge next to the forget
 # topic) is optional, so a run without it is exactly the two-role run.
 ROLES = ("forget", "retain")
@@ -26,7 +28,7 @@ QUESTION_COLUMNS = ("question", "choices", "answer", "subject")
 CORPUS_COLUMNS = ("text", "source")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data input that cannot be used; the message names the file, the row and the fix."""
 
 
@@ -64,10 +66,31 @@ def _require_columns(frame: pd.DataFrame, source: str, required: Sequence[str], 
         )
 
 
+def _normalised(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _refuse_repeated_choices(items: list, source: str, row: int) -> None:
+    # Two equal options make the question ambiguous and its accuracy meaningless: a model
+    # choosing the "wrong" copy of the right answer scores 0.
+    first: dict[str, int] = {}
+    for i, choice in enumerate(items):
+        key = _normalised(str(choice))
+        if key in first:
+            raise _row_error(
+                source,
+                row,
+                f"choices {first[key]} and {i} repeat ({choice!r}, ignoring case and spacing)",
+                "make the four choices distinct",
+            )
+        first[key] = i
+
+
 def validate_questions(frame: pd.DataFrame, source: str, *, unique: bool = True) -> None:
     """Refuse a question frame that is not in the `cais/wmdp` schema plus `subject`.
 
-    `unique=False` is for hub benchmarks, whose row set must stay exactly as lm-eval scores it.
+    `unique=False` is for hub benchmarks, whose row set must stay exactly as lm-eval scores it
+    (duplicate rows and repeated choices included); local files must have distinct choices.
     A duplicate is the same question text with the same choices: benchmarks legitimately reuse
     stems such as "Which of the following is true?" with different options.
     """
@@ -131,6 +154,7 @@ def validate_questions(frame: pd.DataFrame, source: str, *, unique: bool = True)
                 'set "subject" to a short name such as "virology" or "wmdp_bio"',
             )
         if unique:
+            _refuse_repeated_choices(items, source, row)
             key = (question.strip(), tuple(str(c).strip() for c in items))
             if key in seen:
                 raise _row_error(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sae_unlearn.errors import UserError
+
 FORMATS = ("cloze", "letter")
 
 
@@ -16,4 +18,4 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
-            raise ValueError(f"evaluate.format={self.format!r}; use one of {FORMATS}")
+            raise UserError(f"evaluate.format={self.format!r}; use one of {FORMATS}")

@@ -15,6 +15,7 @@ from itertools import permutations
 import numpy as np
 import pandas as pd
 
+from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.metrics import bootstrap_ci
 
 N_CHOICES = 4
@@ -31,7 +32,7 @@ def permuted_questions(questions: pd.DataFrame) -> pd.DataFrame:
     for qid, q in enumerate(questions.itertuples(index=False)):
         choices = list(q.choices)
         if len(choices) != N_CHOICES:
-            raise ValueError(
+            raise UserError(
                 f"row {qid + 1} has {len(choices)} choices; the permutation check needs 4"
             )
         for k, order in enumerate(ORDERINGS):
@@ -71,7 +72,7 @@ def known_correct_summary(
     correct = np.asarray(steered_correct, dtype=bool)
     known = np.asarray(known, dtype=bool)
     if len(correct) != len(known):
-        raise ValueError(f"{len(correct)} steered results for {len(known)} baseline results")
+        raise UserError(f"{len(correct)} steered results for {len(known)} baseline results")
     kept = correct[known].astype(float)
     summary = baseline_known_summary(known)
     if not len(kept):

@@ -10,6 +10,7 @@ from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.data.splits import question_splits
+from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.evaluation.contamination import CONTAMINATED
 from sae_unlearn.evaluation.gates import GateRecorder, gate_columns, gate_summary
@@ -24,13 +25,15 @@ from sae_unlearn.evaluation.requests import build_requests, encode_requests, per
 from sae_unlearn.evaluation.results import results_frame
 from sae_unlearn.evaluation.scoring import continuation_logprobs, score_sequences
 from sae_unlearn.models import hidden_size
-from sae_unlearn.saes import check_sae_matches_model, load_sae_dir
+from sae_unlearn.saes import check_sae_matches_model, load_sae_dir, sae_dir_checked
+from sae_unlearn.saes.identity import check_sae_identity, sae_identity
 from sae_unlearn.steering import ClampHook, read_clamp_yaml, steer
 
 
 def load_clamp_hook(model: nn.Module, sae_dir: Path, clamp: Path) -> ClampHook:
     """The clamp hook of a clamp config YAML on the SAE in `sae_dir`, checked against `model`."""
     clamp_cfg = read_clamp_yaml(clamp)
+    check_sae_identity(clamp_cfg.sae, sae_identity(sae_dir_checked(sae_dir)), str(clamp))
     sae = load_sae_dir(sae_dir)
     check_sae_matches_model(sae, hidden_size(model), sae_dir)
     return ClampHook(sae, clamp_cfg)
@@ -146,7 +149,7 @@ def _sources_first(results: dict[str, pd.DataFrame]) -> list[tuple[str, pd.DataF
 def check_baseline_results(baseline: pd.DataFrame, steered: pd.DataFrame, source: str) -> None:
     """The baseline's per-question results must be of the same questions, in the same order."""
     if "known" not in baseline.columns:
-        raise ValueError(f"{source} has no `known` column; rerun evaluate-baseline")
+        raise UserError(f"{source} has no `known` column; rerun evaluate-baseline")
     if baseline["question"].tolist() != steered["question"].tolist():
         rows = [
             i + 1
@@ -154,7 +157,7 @@ def check_baseline_results(baseline: pd.DataFrame, steered: pd.DataFrame, source
             if a != b
         ]
         where = f"first different row {rows[0]}" if rows else "different row counts"
-        raise ValueError(
+        raise UserError(
             f"{source} holds {len(baseline)} results for other questions than the "
             f"{len(steered)} scored now ({where}); rerun evaluate-baseline"
         )
@@ -182,7 +185,7 @@ def add_steered_known(
 def check_baseline_format(baseline: dict, fmt: str, source: str) -> None:
     """Alignment compares accuracies, so the baseline must be scored in the same format."""
     if baseline.get("format") != fmt:
-        raise ValueError(
+        raise UserError(
             f"{source} was scored in {baseline.get('format')!r} format, not {fmt!r}; "
             "rerun evaluate-baseline"
         )

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.requests import encode_prompt, left_padded
 from sae_unlearn.steering import ClampHook, steer
 
@@ -34,11 +35,11 @@ def read_prompts(prompts: Sequence[str] | None, path: Path | None) -> list[str]:
     texts = list(prompts or [])
     if path is not None:
         if not Path(path).is_file():
-            raise ValueError(f"--prompts {path}: no such file; give a file of prompts, one a line")
+            raise UserError(f"--prompts {path}: no such file; give a file of prompts, one a line")
         lines = Path(path).read_text(encoding="utf-8").splitlines()
         texts += [line for line in lines if line.strip()]
     if not texts:
-        raise ValueError("no prompts: give --prompt TEXT (repeatable) or --prompts FILE")
+        raise UserError("no prompts: give --prompt TEXT (repeatable) or --prompts FILE")
     return texts
 
 

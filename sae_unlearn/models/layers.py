@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from sae_unlearn.errors import UserError
+
 
 def decoder_stack(model: nn.Module) -> nn.Module:
     """The module that runs the decoder blocks (`model.model`, or its `language_model`):
@@ -17,7 +19,7 @@ def decoder_stack(model: nn.Module) -> nn.Module:
     for candidate in (base, getattr(base, "language_model", None)):
         if isinstance(getattr(candidate, "layers", None), nn.ModuleList):
             return candidate
-    raise TypeError(
+    raise UserError(
         f"{type(model).__name__} has no `model.layers`; sae-unlearn supports transformers "
         "decoder models laid out like Gemma/Llama (model.model.layers[i])"
     )
@@ -42,7 +44,7 @@ def check_layer(model: nn.Module, layer: int, what: str = "sae.layer") -> None:
     """Fail unless the model has decoder block `layer`; `what` names the setting to fix."""
     n = num_layers(model)
     if not 0 <= layer < n:
-        raise ValueError(
+        raise UserError(
             f"{what}={layer} but the model has {n} decoder layers (valid: 0..{n - 1}); "
             f"set {what} to a layer the model has"
         )

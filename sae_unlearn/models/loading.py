@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from sae_unlearn.errors import MissingInputError, UserError
 from sae_unlearn.io import atomic_path
 
 EMBEDDED = "embedded"
@@ -32,7 +33,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def resolve_dtype(dtype: str) -> torch.dtype:
     if dtype not in DTYPES:
-        raise ValueError(f"model.dtype={dtype!r} is not supported; use one of {sorted(DTYPES)}")
+        raise UserError(f"model.dtype={dtype!r} is not supported; use one of {sorted(DTYPES)}")
     return DTYPES[dtype]
 
 
@@ -58,9 +59,9 @@ def _load_pretrained(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     local = Path(name_or_dir)
     if local.exists() and not local.is_dir():
-        raise ValueError(f"model path {local} is a file; pass the model directory instead")
+        raise UserError(f"model path {local} is a file; pass the model directory instead")
     if local.is_dir() and not any(local.glob("*.safetensors")):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{local} has no *.safetensors weights; only safetensors checkpoints are loaded "
             "(re-save the model with save_pretrained(..., safe_serialization=True))"
         )

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sae_unlearn.errors import UserError
 from sae_unlearn.io import atomic_path, write_text
 from sae_unlearn.reporting.constants import (
     CHANCE,
@@ -100,7 +101,7 @@ def comparison_table(experiments: Sequence[Experiment], half: str | None = None)
     `half` ("dev" or "test") takes accuracy and alignment from that half of the questions;
     known-correct accuracy and retain_kept_99 are always over all questions."""
     if half is not None and half not in HALVES:
-        raise ValueError(f"half must be one of {list(HALVES)} or None, not {half!r}")
+        raise UserError(f"half must be one of {list(HALVES)} or None, not {half!r}")
     keys = sorted({k for e in experiments for k in e.params})
     differ = [k for k in keys if len({_param_text(e.params.get(k, None)) for e in experiments}) > 1]
     optional = _optional_columns(experiments)

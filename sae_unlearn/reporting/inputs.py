@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from sae_unlearn.errors import UserError
 from sae_unlearn.io import read_json
 from sae_unlearn.reporting.constants import ROLES
 
@@ -18,7 +19,7 @@ from sae_unlearn.reporting.constants import ROLES
 GCG_LOSS_COLUMNS = {"step", "model", "loss"}
 
 
-class ReportInputError(ValueError):
+class ReportInputError(UserError):
     """An input exists but cannot be read; its message says which stage to rerun."""
 
 

@@ -18,6 +18,7 @@ from sae_unlearn.saes.io import (
     check_sae_width,
     load_sae,
     load_sae_dir,
+    sae_dir_checked,
     save_sae,
     warn_if_other_layer,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "held_out_mask",
     "load_sae",
     "load_sae_dir",
+    "sae_dir_checked",
     "save_sae",
     "shuffled_batches",
     "split_held_out",

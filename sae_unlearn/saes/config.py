@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sae_unlearn.errors import UserError
+
 SOURCES = ("train", "pretrained", "path")
 ARCHITECTURES = ("topk", "jumprelu", "standard")
 NORMALIZATIONS = ("expected_average_only_in", "none")
@@ -21,11 +23,11 @@ class SAESourceConfig:
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise ValueError(f"sae.source={self.source!r} is not one of {list(SOURCES)}")
+            raise UserError(f"sae.source={self.source!r} is not one of {list(SOURCES)}")
         if self.source == "pretrained" and not (self.release and self.sae_id):
-            raise ValueError("sae.source=pretrained needs both sae.release and sae.sae_id")
+            raise UserError("sae.source=pretrained needs both sae.release and sae.sae_id")
         if self.source == "path" and not self.path:
-            raise ValueError("sae.source=path needs sae.path (a sae-lens SAE directory)")
+            raise UserError("sae.source=path needs sae.path (a sae-lens SAE directory)")
 
     @property
     def origin(self) -> str:
@@ -58,27 +60,27 @@ class SAETrainConfig:
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
-            raise ValueError(
+            raise UserError(
                 f"sae.train.architecture={self.architecture!r} is not one of {list(ARCHITECTURES)}"
             )
         if self.normalization not in NORMALIZATIONS:
-            raise ValueError(
+            raise UserError(
                 f"sae.train.normalization={self.normalization!r} is not one of "
                 f"{list(NORMALIZATIONS)}"
             )
         if self.d_sae < 1 or self.batch_size < 1 or self.training_tokens < 1:
-            raise ValueError("sae.train.d_sae, batch_size and training_tokens must be positive")
+            raise UserError("sae.train.d_sae, batch_size and training_tokens must be positive")
         if self.architecture == "topk" and not 1 <= self.k <= self.d_sae:
-            raise ValueError(f"sae.train.k={self.k} must be between 1 and d_sae={self.d_sae}")
+            raise UserError(f"sae.train.k={self.k} must be between 1 and d_sae={self.d_sae}")
         if not 0.0 <= self.held_out_fraction < 1.0:
-            raise ValueError(f"sae.train.held_out_fraction={self.held_out_fraction} not in [0, 1)")
+            raise UserError(f"sae.train.held_out_fraction={self.held_out_fraction} not in [0, 1)")
         if not 0.0 <= self.lr_decay_fraction < 1.0:
-            raise ValueError(f"sae.train.lr_decay_fraction={self.lr_decay_fraction} not in [0, 1)")
+            raise UserError(f"sae.train.lr_decay_fraction={self.lr_decay_fraction} not in [0, 1)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SAETrainConfig:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown sae.train keys {unknown}; known: {sorted(known)}")
+            raise UserError(f"unknown sae.train keys {unknown}; known: {sorted(known)}")
         return cls(**data)

@@ -12,6 +12,7 @@ from pathlib import Path
 from sae_lens import SAE
 from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
 
+from sae_unlearn.errors import MissingInputError, UserError
 from sae_unlearn.io import atomic_path
 from sae_unlearn.saes.config import SAESourceConfig
 
@@ -21,7 +22,7 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 
 def _check_sae_dir(path: Path) -> None:
     if not path.is_dir():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"SAE directory {path} does not exist; point sae.path at a sae-lens SAE directory "
             f"({SAE_CFG_FILENAME} + {SAE_WEIGHTS_FILENAME})"
         )
@@ -33,11 +34,17 @@ def _check_sae_dir(path: Path) -> None:
             if pickled
             else "save it with sae-lens `sae.save_model(dir)`"
         )
-        raise FileNotFoundError(f"{path} has no {SAE_WEIGHTS_FILENAME}; {hint}")
+        raise MissingInputError(f"{path} has no {SAE_WEIGHTS_FILENAME}; {hint}")
     if not (path / SAE_CFG_FILENAME).is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path} has no {SAE_CFG_FILENAME}; save the SAE with sae-lens `sae.save_model(dir)`"
         )
+
+
+def sae_dir_checked(path: str | Path) -> Path:
+    """`path`, refused unless it is a sae-lens SAE directory (safetensors weights)."""
+    _check_sae_dir(Path(path))
+    return Path(path)
 
 
 def load_sae_dir(path: str | Path, device: str = "cpu") -> SAE:
@@ -53,11 +60,14 @@ def load_sae(cfg: SAESourceConfig, device: str = "cpu") -> SAE:
     """Load the SAE named by `cfg` (`pretrained`: sae-lens hub loader, needs network)."""
     if cfg.source == "pretrained":
         sae = SAE.from_pretrained(cfg.release, cfg.sae_id, device=device)
+        # Saved with the SAE (cfg.json metadata), so a clamp config can name the SAE it is for.
+        sae.cfg.metadata["sae_lens_release"] = cfg.release
+        sae.cfg.metadata["sae_lens_id"] = cfg.sae_id
         sae.eval()
         return sae
     if cfg.source == "path":
         return load_sae_dir(cfg.path, device=device)
-    raise ValueError("sae.source=train has nothing to load; train one with `train_sae`")
+    raise UserError("sae.source=train has nothing to load; train one with `train_sae`")
 
 
 def save_sae(sae: SAE, out_dir: str | Path) -> Path:
@@ -75,7 +85,7 @@ def check_sae_width(
     d_in = int(sae.cfg.d_in)
     if d_in != d_model:
         sae_name = f"the SAE from {origin}" if origin else "the SAE"
-        raise ValueError(f"{sae_name} reads {d_in}-dimensional activations but {found}; {advice}")
+        raise UserError(f"{sae_name} reads {d_in}-dimensional activations but {found}; {advice}")
 
 
 def check_sae_matches_model(sae: SAE, d_model: int, path: str | Path) -> None:

@@ -20,6 +20,7 @@ from sae_lens import (
 )
 from sae_lens.config import LoggingConfig, SAETrainerConfig
 
+from sae_unlearn.errors import UserError
 from sae_unlearn.saes.config import SAETrainConfig
 
 
@@ -30,7 +31,7 @@ def shuffled_batches(
     generator = torch.Generator().manual_seed(seed)
     n = len(activations)
     if batch_size > n:
-        raise ValueError(f"batch_size={batch_size} exceeds the {n} available tokens")
+        raise UserError(f"batch_size={batch_size} exceeds the {n} available tokens")
     while True:
         order = torch.randperm(n, generator=generator)
         # The last partial batch of each epoch is dropped; the next epoch reshuffles,

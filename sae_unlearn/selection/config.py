@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from sae_unlearn.errors import UserError
+
 # forget_freq: Farrell et al. / SAEBench, after the retain-frequency filter.
 # freq_ratio:  forget_freq / (retain_freq + eps). forget_freq alone favours broad latents
 #              (e.g. "scientific prose") that sit just under the retain threshold and so
@@ -32,7 +34,7 @@ RULE_FIELDS = ("retain_threshold", "min_forget_freq", "min_near_ratio", "eps", "
 def check_score_name(name: str, what: str) -> None:
     """Fail when `name` is not one of SCORES; `what` names the setting in the message."""
     if name not in SCORES:
-        raise ValueError(f"{what}={name!r} is not a known score; use one of {list(SCORES)}")
+        raise UserError(f"{what}={name!r} is not a known score; use one of {list(SCORES)}")
 
 
 @dataclass(frozen=True)
@@ -64,23 +66,21 @@ class SelectConfig:
     def __post_init__(self) -> None:
         check_score_name(self.score, "select.score")
         if self.threshold_rate is not None and not 0.0 <= self.threshold_rate < 1.0:
-            raise ValueError(
+            raise UserError(
                 f"select.threshold_rate={self.threshold_rate} must be in [0, 1) or null"
             )
         if self.top_k < 1:
-            raise ValueError(f"select.top_k={self.top_k} must be at least 1")
+            raise UserError(f"select.top_k={self.top_k} must be at least 1")
         if self.retain_threshold is not None and not 0.0 <= self.retain_threshold <= 1.0:
-            raise ValueError(
+            raise UserError(
                 f"select.retain_threshold={self.retain_threshold} must be in [0, 1] or null"
             )
         if not 0.0 <= self.min_forget_freq <= 1.0:
-            raise ValueError(f"select.min_forget_freq={self.min_forget_freq} must be in [0, 1]")
+            raise UserError(f"select.min_forget_freq={self.min_forget_freq} must be in [0, 1]")
         if self.min_near_ratio is not None and not self.min_near_ratio > 0:
-            raise ValueError(
-                f"select.min_near_ratio={self.min_near_ratio} must be positive or null"
-            )
+            raise UserError(f"select.min_near_ratio={self.min_near_ratio} must be positive or null")
         if not self.eps > 0:
-            raise ValueError(f"select.eps={self.eps} must be positive")
+            raise UserError(f"select.eps={self.eps} must be positive")
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,11 @@ class ScoreConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise ValueError(f"score.batch_size={self.batch_size} must be at least 1")
+            raise UserError(f"score.batch_size={self.batch_size} must be at least 1")
         if self.window < 1:
-            raise ValueError(f"score.window={self.window} must be at least 1")
+            raise UserError(f"score.window={self.window} must be at least 1")
         if self.top_contexts < 0 or self.context_latents < 0 or self.context_window < 0:
-            raise ValueError(
+            raise UserError(
                 "score.top_contexts, score.context_latents and score.context_window "
                 "must not be negative"
             )

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from sae_unlearn.activations.read import corpus_cache_paths
-from sae_unlearn.io import write_parquet
+from sae_unlearn.errors import MissingInputError
+from sae_unlearn.io import atomic_dir, write_parquet
 
 LATENTS_FILE = "latents.parquet"  # STAT_COLUMNS
 CONTEXTS_FILE = "contexts.parquet"  # CONTEXT_COLUMNS
@@ -24,11 +25,11 @@ def cache_paths(cache_dir: str | Path) -> dict[str, Path]:
 def write_scores(
     out_dir: str | Path, latents: pd.DataFrame, contexts: pd.DataFrame, windows: pd.DataFrame
 ) -> None:
-    """The score stage's three tables (a ScoreResult's), each written atomically."""
-    out_dir = Path(out_dir)
-    write_parquet(out_dir / LATENTS_FILE, latents)
-    write_parquet(out_dir / CONTEXTS_FILE, contexts)
-    write_parquet(out_dir / WINDOWS_FILE, windows)
+    """The score stage's three tables (a ScoreResult's), as one folder replaced whole."""
+    with atomic_dir(out_dir) as tmp:
+        write_parquet(tmp / LATENTS_FILE, latents)
+        write_parquet(tmp / CONTEXTS_FILE, contexts)
+        write_parquet(tmp / WINDOWS_FILE, windows)
 
 
 def read_scores(
@@ -37,12 +38,12 @@ def read_scores(
     """The latent statistics at `stats_path` and, when wanted, the window maxima beside them."""
     stats_path = Path(stats_path)
     if not stats_path.exists():
-        raise FileNotFoundError(f"{stats_path} does not exist; run `sae-unlearn score` first")
+        raise MissingInputError(f"{stats_path} does not exist; run `sae-unlearn score` first")
     windows = None
     if with_windows:
         windows_path = stats_path.parent / WINDOWS_FILE
         if not windows_path.exists():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"{windows_path} does not exist; select.threshold_rate and the "
                 "forget_window_freq score need it: rerun `sae-unlearn score`"
             )

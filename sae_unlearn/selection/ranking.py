@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sae_unlearn.errors import UserError
 from sae_unlearn.selection.config import SelectConfig, check_score_name
 from sae_unlearn.selection.stats import BENIGN_CORPORA, stat_columns, validate_statistics
 from sae_unlearn.selection.windows import window_statistics
@@ -19,7 +20,7 @@ def compute_score(stats: pd.DataFrame, name: str, eps: float = 1e-4) -> pd.Serie
     check_score_name(name, "score")
     if name == "forget_window_freq":
         if name not in stats.columns:
-            raise ValueError("the forget_window_freq score needs the window statistics")
+            raise UserError("the forget_window_freq score needs the window statistics")
         return stats[name].astype(float)
     forget = stats["forget_freq"].astype(float)
     retain = stats["retain_freq"].astype(float)
@@ -53,7 +54,7 @@ def rank_latents(
     validate_statistics(stats, source)
     frame = stats[stat_columns(stats)].copy()
     if cfg.needs_near and "retain_near_freq" not in frame.columns:
-        raise ValueError(
+        raise UserError(
             f"select.score={cfg.score!r} / select.min_near_ratio={cfg.min_near_ratio} contrast "
             f"forget with the retain_near corpus, but {source} has no retain_near statistics; "
             "set data.retain_near_corpus (e.g. `embedded`) and rerun, or pick another score"
@@ -63,7 +64,7 @@ def rank_latents(
             window_statistics(windows, len(frame), cfg.threshold_rate), on="latent", how="left"
         )
     elif cfg.needs_windows:
-        raise ValueError(
+        raise UserError(
             f"select.score={cfg.score!r} / select.threshold_rate={cfg.threshold_rate} need "
             "the window maxima (windows.parquet from `sae-unlearn score`)"
         )
@@ -99,7 +100,7 @@ def select_latents(
     ranked = rank_latents(stats, cfg, source, windows)
     if len(ranked) < cfg.top_k:
         threshold = "no retain filter" if cfg.retain_threshold is None else cfg.retain_threshold
-        raise ValueError(
+        raise UserError(
             f"only {len(ranked)} latents in {source} fire on the forget corpus with "
             f"retain frequency <= {threshold} and forget frequency >= {cfg.min_forget_freq}, "
             f"fewer than select.top_k={cfg.top_k}; raise select.retain_threshold, lower "

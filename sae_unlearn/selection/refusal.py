@@ -12,6 +12,7 @@ from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.activations import special_token_ids
+from sae_unlearn.errors import UserError
 from sae_unlearn.models import capture_residuals, check_layer, hidden_size, run_to_layers
 from sae_unlearn.saes.io import check_sae_width
 from sae_unlearn.selection.encode import encode_dense
@@ -71,7 +72,7 @@ def _mean_latents(
             fires += (f > 0).sum(0)
             n += len(f)
     if n == 0:
-        raise ValueError("the texts hold no non-special tokens")
+        raise UserError("the texts hold no non-special tokens")
     return total / n, fires / n
 
 
@@ -86,7 +87,7 @@ def refusal_scores(
     """Per latent: mean activation and firing frequency on refusal and on neutral text,
     and `score` = refusal_mean - neutral_mean; best first (ties: lowest latent)."""
     if not refusal_texts or not neutral_texts:
-        raise ValueError("refusal_scores needs at least one refusal and one neutral text")
+        raise UserError("refusal_scores needs at least one refusal and one neutral text")
     check_layer(model, layer, what="sae.layer")
     d_model = hidden_size(model)
     check_sae_width(
@@ -125,7 +126,7 @@ def find_refusal_latent(
     table = refusal_scores(model, tokenizer, sae, layer, refusal_texts, neutral_texts)
     best = table.iloc[0]
     if not best["score"] > 0:
-        raise ValueError(
+        raise UserError(
             "no SAE latent is more active on the refusal texts than on the neutral ones; "
             "set clamp.refusal_latent to a latent index explicitly"
         )

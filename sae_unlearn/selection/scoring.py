@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.activations import iter_activations, read_tokens
+from sae_unlearn.errors import UserError
 from sae_unlearn.selection.checks import check_cache_for_sae
 from sae_unlearn.selection.config import ScoreConfig
 from sae_unlearn.selection.contexts import context_latents, top_contexts
@@ -57,7 +58,7 @@ def corpus_statistics(
                 maxima.update(f.float(), chunk_rows)
             bar.update(1)
     if acc.n == 0:
-        raise ValueError(
+        raise UserError(
             f"{path} holds no non-special tokens; rerun `sae-unlearn cache` on a real corpus"
         )
     result = acc.result(corpus)
@@ -94,12 +95,12 @@ def score_latents(
     given), and top contexts."""
     missing = [c for c in REQUIRED_CORPORA if c not in cache_paths]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"score_latents needs caches for {list(REQUIRED_CORPORA)}; missing {missing}"
         )
     unknown = [c for c in cache_paths if c not in CORPORA]
     if unknown:
-        raise ValueError(f"score_latents: unknown corpora {unknown}; use {list(CORPORA)}")
+        raise UserError(f"score_latents: unknown corpora {unknown}; use {list(CORPORA)}")
     corpora = [c for c in CORPORA if c in cache_paths]
     stats = {
         corpus: corpus_statistics(

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from sae_unlearn.activations import iter_activations, read_tokens
+from sae_unlearn.errors import UserError
 from sae_unlearn.selection.checks import check_cache_for_sae
 from sae_unlearn.steering.latent_slice import LatentSlice
 
@@ -61,7 +62,7 @@ def chunk_shares(triggers: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """The mean of `triggers` over each run of `chunk` consecutive tokens; a last partial
     chunk counts if it holds at least half a chunk, or if it is the only one."""
     if chunk < 1:
-        raise ValueError(f"chunk={chunk}: a chunk needs at least 1 token")
+        raise UserError(f"chunk={chunk}: a chunk needs at least 1 token")
     values = np.asarray(triggers, dtype=np.float64)
     full = len(values) // chunk
     shares = list(values[: full * chunk].reshape(full, chunk).mean(axis=1))
@@ -83,13 +84,13 @@ def calibrate_tau(
     """tau of the token-share gate: the `quantile` (linear interpolation) of the trigger
     shares of `chunk`-token chunks of the caches at `paths`, pooled."""
     if not 0.0 <= quantile <= 1.0:
-        raise ValueError(f"quantile={quantile}: use a number in [0, 1]")
+        raise UserError(f"quantile={quantile}: use a number in [0, 1]")
     shares = [
         chunk_shares(token_triggers(sae, path, layer, latents, thresholds), chunk) for path in paths
     ]
     pooled = np.concatenate(shares) if shares else np.zeros(0)
     if not len(pooled):
-        raise ValueError(
+        raise UserError(
             f"no tokens to calibrate tau on in {[str(p) for p in paths]}; rerun the cache stage"
         )
     return float(np.quantile(pooled, quantile))

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from sae_unlearn.activations.schema import CORPORA, REQUIRED_CORPORA
+from sae_unlearn.errors import UserError
 
 # The benign corpora: latents are filtered and thresholds calibrated against each of them.
 BENIGN_CORPORA = ("retain", "retain_near")
@@ -110,7 +111,7 @@ def latent_table(*corpora: CorpusStatistics) -> pd.DataFrame:
     by_name = {s.corpus: s for s in corpora}
     missing = [c for c in REQUIRED_CORPORA if c not in by_name]
     if missing:
-        raise ValueError(f"latent statistics need the corpora {list(REQUIRED_CORPORA)}: {missing}")
+        raise UserError(f"latent statistics need the corpora {list(REQUIRED_CORPORA)}: {missing}")
     order = [c for c in CORPORA if c in by_name]
     columns: dict[str, np.ndarray] = {
         "latent": np.arange(len(by_name["forget"].freq), dtype=np.int64)
@@ -127,25 +128,25 @@ def validate_statistics(stats: pd.DataFrame, source: str = "the latent statistic
     """Fail clearly on a statistics table that `score` did not write (or an old one)."""
     missing = [c for c in STAT_COLUMNS if c not in stats.columns]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"{source} lacks columns {missing} (has {list(stats.columns)}); "
             "rerun `sae-unlearn score` to rewrite it"
         )
     if len(stats) == 0:
-        raise ValueError(f"{source} has no latents; rerun `sae-unlearn score`")
+        raise UserError(f"{source} has no latents; rerun `sae-unlearn score`")
     latents = stats["latent"]
     if not pd.api.types.is_integer_dtype(latents):
-        raise ValueError(f"{source}: column `latent` must hold integers, not {latents.dtype}")
+        raise UserError(f"{source}: column `latent` must hold integers, not {latents.dtype}")
     bad = latents[(latents < 0) | (latents >= len(stats))]
     if len(bad) or latents.duplicated().any():
         shown = bad.head(5).tolist() if len(bad) else latents[latents.duplicated()].head(5).tolist()
-        raise ValueError(
+        raise UserError(
             f"{source}: latents out of range or repeated (e.g. {shown}); expected each of "
             f"0..{len(stats) - 1} once; rerun `sae-unlearn score`"
         )
     values = stats[stat_columns(stats)[1:]]
     if values.isna().any().any():
-        raise ValueError(f"{source} has missing (NaN) statistics; rerun `sae-unlearn score`")
+        raise UserError(f"{source} has missing (NaN) statistics; rerun `sae-unlearn score`")
     freqs = stats[[c for c in stat_columns(stats) if c.endswith("_freq")]]
     if ((freqs < 0) | (freqs > 1)).any().any():
-        raise ValueError(f"{source}: frequencies must lie in [0, 1]; rerun `sae-unlearn score`")
+        raise UserError(f"{source}: frequencies must lie in [0, 1]; rerun `sae-unlearn score`")

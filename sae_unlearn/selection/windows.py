@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from sae_unlearn.errors import UserError
 from sae_unlearn.selection.stats import BENIGN_CORPORA, CORPORA, REQUIRED_CORPORA, CorpusStatistics
 
 WINDOW_COLUMNS = ["corpus", "window", "latent", "value", "n_windows"]
@@ -99,7 +100,7 @@ def window_statistics(
     """
     missing = [c for c in WINDOW_COLUMNS if c not in windows.columns]
     if missing:
-        raise ValueError(
+        raise UserError(
             f"{source} lacks columns {missing}; rerun `sae-unlearn score` to rewrite it"
         )
     counts = {}
@@ -108,11 +109,11 @@ def window_statistics(
         if corpus not in REQUIRED_CORPORA and len(n) == 0:
             continue  # an optional corpus that was not scored
         if len(n) == 0 or int(n.iloc[0]) < 1:
-            raise ValueError(f"{source} has no {corpus} windows; rerun `sae-unlearn score`")
+            raise UserError(f"{source} has no {corpus} windows; rerun `sae-unlearn score`")
         counts[corpus] = int(n.iloc[0])
     bad = windows["latent"][(windows["latent"] < 0) | (windows["latent"] >= d_sae)]
     if len(bad):
-        raise ValueError(
+        raise UserError(
             f"{source}: latents {bad.head(5).tolist()} out of range for {d_sae} latents; "
             "rerun `sae-unlearn score` with this SAE"
         )

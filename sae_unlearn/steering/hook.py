@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sae_unlearn.errors import UserError
 from sae_unlearn.steering.gate import GateLayout, run_gate, where_of
 from sae_unlearn.steering.latent_slice import LatentSlice
 from sae_unlearn.steering.positions import (
@@ -83,7 +84,7 @@ class ClampHook(nn.Module):
             members = [r for r in gather("clamp_refusal") if r.refuse_id == refuse_id]
             values = {r.steering_coefficient for r in members}
             if len(values) != 1:
-                raise ValueError(
+                raise UserError(
                     f"clamp_refusal rows for refuse_id {refuse_id} disagree on the value to set "
                     f"({sorted(values)}); give them one steering_coefficient"
                 )

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from sae_unlearn.errors import UserError
+
 SUPPORTED_NORMALISATIONS = (
     "none",
     "expected_average_only_in",
@@ -36,21 +38,21 @@ class LatentSlice(nn.Module):
         idx = torch.tensor(sorted(set(int(i) for i in latents)), dtype=torch.long)
         for i in idx.tolist():
             if not 0 <= i < d_sae:
-                raise ValueError(
+                raise UserError(
                     f"latent {i} is out of range for an SAE with {d_sae} latents "
                     f"(valid: 0..{d_sae - 1})"
                 )
         self.architecture = type(cfg).architecture() if hasattr(cfg, "architecture") else "standard"
         if self.architecture not in ("standard", "jumprelu", "topk"):
-            raise ValueError(
+            raise UserError(
                 f"SAE architecture {self.architecture!r} is not supported by the steering hook; "
                 "use a ReLU, JumpReLU or TopK SAE"
             )
         norm = getattr(cfg, "normalize_activations", "none") or "none"
         if norm not in SUPPORTED_NORMALISATIONS:
-            raise ValueError(f"SAE normalize_activations={norm!r} is not supported by the hook")
+            raise UserError(f"SAE normalize_activations={norm!r} is not supported by the hook")
         if getattr(cfg, "reshape_activations", "none") != "none":
-            raise ValueError("hook_z SAEs are not supported: the hook edits the residual stream")
+            raise UserError("hook_z SAEs are not supported: the hook edits the residual stream")
         self.normalisation = "none" if norm == "expected_average_only_in" else norm
         self.d_in = int(cfg.d_in)
         self.d_sae = d_sae

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from sae_unlearn.errors import UserError
 from sae_unlearn.steering.rows import MODES, ClampConfig, Gate, SteeringRow
 
 
@@ -59,7 +60,7 @@ def gated_clamp(
     gate = gate or Gate()
     gate.check()
     if len(thresholds) != len(latents):
-        raise ValueError(
+        raise UserError(
             f"gated_clamp needs one threshold per latent ({len(latents)} latents, "
             f"{len(thresholds)} thresholds)"
         )
@@ -82,9 +83,9 @@ def from_selection(
     """A clamp mode over the latents `select` chose, in rank order; `gate` is how the
     gated_clamp mode opens (default: latched; other modes have no gate)."""
     if mode not in MODES:
-        raise ValueError(f"clamp.mode={mode!r}; use one of {list(MODES)}")
+        raise UserError(f"clamp.mode={mode!r}; use one of {list(MODES)}")
     if "latent" not in selected.columns:
-        raise ValueError(
+        raise UserError(
             f"the selection has no `latent` column (columns: {list(selected.columns)}); "
             "produce it with `sae-unlearn select`"
         )
@@ -94,12 +95,12 @@ def from_selection(
         return clamp_prime(layer, latents, value)
     if mode == "gated_clamp":
         if "threshold" not in ordered.columns:
-            raise ValueError(
+            raise UserError(
                 "clamp.mode=gated_clamp needs per-latent thresholds, but the selection has no "
                 "`threshold` column; rerun `sae-unlearn select` with select.threshold_rate set"
             )
         thresholds = ordered["threshold"].astype(float).tolist()
         return gated_clamp(layer, latents, thresholds, value, gate=gate)
     if refusal_latent is None:
-        raise ValueError("clamp.mode=refusal_clamp needs a refusal latent")
+        raise UserError("clamp.mode=refusal_clamp needs a refusal latent")
     return refusal_clamp(layer, latents, refusal_latent, threshold, value)

@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sae_unlearn.errors import UserError
+
 ACTIONS = ("add", "clamp", "clamp_cond", "clamp_refusal", "clamp_gated")
 MODES = ("clamp_prime", "refusal_clamp", "gated_clamp")
 GATES = ("latched", "window", "token_share")
@@ -70,20 +72,20 @@ class Gate:
         """Refuse a gate the hook cannot run, naming the fix."""
         where = f" in {source}" if source else ""
         if self.kind not in GATES:
-            raise ValueError(f"gate kind {self.kind!r}{where}; use one of {list(GATES)}")
+            raise UserError(f"gate kind {self.kind!r}{where}; use one of {list(GATES)}")
         if self.kind == "window" and (self.window is None or int(self.window) < 1):
-            raise ValueError(
+            raise UserError(
                 f"the window gate{where} needs a window of at least 1 token "
                 f"(clamp.gate_window), got {self.window!r}"
             )
         if self.kind == "token_share":
             if self.tau is None:
-                raise ValueError(
+                raise UserError(
                     f"the token_share gate{where} needs tau (calibrate it with "
                     "`sae-unlearn clamp-config`, or set it in the clamp config)"
                 )
             if not 0.0 <= float(self.tau) < 1.0:
-                raise ValueError(
+                raise UserError(
                     f"the token_share gate{where} needs 0 <= tau < 1, got tau={self.tau!r}"
                 )
 
@@ -102,7 +104,7 @@ class Gate:
         if data is None:
             return cls()
         if not isinstance(data, dict) or set(data) - {"kind", "window", "tau"}:
-            raise ValueError(
+            raise UserError(
                 f"gate {data!r} in {source or 'the clamp config'}: expected a mapping with "
                 "`kind` and optionally `window` or `tau`"
             )
@@ -121,6 +123,8 @@ class ClampConfig:
     mode: str = "csv"
     meta: dict = field(default_factory=dict)
     gate: Gate = field(default_factory=Gate)
+    # The SAE the config was made for (`saes.identity.sae_identity`); empty when unknown.
+    sae: dict = field(default_factory=dict)
 
     @property
     def latents(self) -> list[int]:
@@ -136,20 +140,18 @@ class ClampConfig:
 def validate_rows(rows: Sequence[SteeringRow], d_sae: int | None = None, source: str = "") -> None:
     where = f" in {source}" if source else ""
     if not rows:
-        raise ValueError(f"the clamp config{where} names no latents; select at least one")
+        raise UserError(f"the clamp config{where} names no latents; select at least one")
     for n, row in enumerate(rows):
         if row.hook_action not in ACTIONS:
-            raise ValueError(
+            raise UserError(
                 f"row {n}{where}: hook_action={row.hook_action!r}; use one of {ACTIONS}"
             )
         if row.hook_action == "clamp_refusal" and row.refuse_id is None:
-            raise ValueError(
-                f"row {n}{where}: clamp_refusal needs a refuse_id (the refusal latent)"
-            )
+            raise UserError(f"row {n}{where}: clamp_refusal needs a refuse_id (the refusal latent)")
         if d_sae is not None:
             for name, idx in (("latent_idx", row.latent_idx), ("refuse_id", row.refuse_id)):
                 if idx is not None and not 0 <= idx < d_sae:
-                    raise ValueError(
+                    raise UserError(
                         f"row {n}{where}: {name}={idx} is out of range for an SAE with {d_sae} "
                         f"latents (valid: 0..{d_sae - 1}); check that the config matches the SAE"
                     )
@@ -167,7 +169,7 @@ def _check_one_edit_per_latent(rows: Sequence[SteeringRow], where: str) -> None:
             m, action = first[target]
             if action == row.hook_action == "clamp_refusal":
                 continue
-            raise ValueError(
+            raise UserError(
                 f"rows {m} and {n}{where} both edit latent {target} ({action}, "
                 f"{row.hook_action}); keep one row per edited latent"
             )

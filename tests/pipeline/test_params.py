@@ -1,10 +1,10 @@
 from pathlib import Path
 
 import pytest
-import typer
 import yaml
 
 from pipeline.params import Params
+from sae_unlearn.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,7 +16,7 @@ def load(tmp_path: Path, data: dict) -> Params:
 
 
 def refusal(tmp_path: Path, data: dict) -> str:
-    with pytest.raises(typer.BadParameter) as err:
+    with pytest.raises(UserError) as err:
         load(tmp_path, data)
     return str(err.value)
 

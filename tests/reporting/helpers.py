@@ -12,6 +12,7 @@ import pandas as pd
 import typer
 from typer.testing import CliRunner
 
+from pipeline.cli import user_errors
 from sae_unlearn.reporting.constants import MODELS
 
 SUBJECTS = {"forget": ["virology", "immunology"], "retain": ["geography", "history", "arts"]}
@@ -169,7 +170,7 @@ def write_json(path: Path, data) -> None:
 
 def run(command, args: list[str], expect_exit: int = 0):
     app = typer.Typer()
-    app.command()(command)
+    app.command()(user_errors(command))
     result = CliRunner().invoke(app, args)
     assert result.exit_code == expect_exit, result.output + repr(result.exception)
     return result

@@ -17,6 +17,7 @@ import typer
 from typer.testing import CliRunner
 
 from pipeline import report
+from pipeline.cli import user_errors
 from tests.reporting.helpers import PARAMS, SUBJECTS, run, table_with, value_ci
 
 
@@ -131,7 +132,7 @@ def test_report_needs_evaluation_metrics(project: Path):
     (project / "metrics/baseline.json").unlink()
     (project / "metrics/steered.json").unlink()
     app = typer.Typer()
-    app.command()(report.command)
+    app.command()(user_errors(report.command))
     result = CliRunner().invoke(app, [])
     assert result.exit_code != 0
     assert "evaluate-baseline" in result.output
@@ -363,7 +364,7 @@ def test_params_and_latent_contexts_fold_away_in_details(project: Path):
 
 def test_report_rejects_unreadable_inputs(project: Path):
     app = typer.Typer()
-    app.command()(report.command)
+    app.command()(user_errors(report.command))
     (project / "metrics/sae.json").write_text("{not json")
     result = CliRunner().invoke(app, [])
     assert result.exit_code != 0 and "metrics/sae.json is not valid JSON" in result.output
