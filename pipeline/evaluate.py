@@ -18,19 +18,22 @@ from pipeline.clamp_file import clamp_file
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.data import ALL_ROLES, ROLES, prepared_path, read_question_file
+from sae_unlearn.errors import read_json_input
 from sae_unlearn.evaluation import (
     EVAL_ROLES,
     EvalConfig,
     add_alignment,
     add_baseline_known,
     add_steered_known,
+    check_baseline_fingerprints,
     check_baseline_format,
+    check_baseline_results,
     evaluate_sets,
     load_clamp_hook,
     read_role_results,
     with_contaminated,
 )
-from sae_unlearn.io import atomic_dir, read_json, write_json, write_parquet
+from sae_unlearn.io import atomic_dir, write_json, write_parquet
 from sae_unlearn.models import load_model
 
 
@@ -55,38 +58,65 @@ def question_paths(p: Params, options: dict[str, Path | None]) -> dict[str, Path
     return paths
 
 
+def read_sets(question_files: dict[str, Path]) -> dict:
+    """Every role's questions, and each retain role again after a forget-topic sentence."""
+    return with_contaminated(
+        {role: read_question_file(path, False) for role, path in question_files.items()}
+    )
+
+
 def run_evaluation(
     p: Params,
     cfg: EvalConfig,
-    question_files: dict[str, Path],
+    sets: dict,
     out_dir: Path,
     model_dir: Path,
     clamp: Path | None = None,
     sae_dir: Path | None = None,
-    baseline_results: Path | None = None,
+    known: dict | None = None,
     mark_known: bool = False,
 ) -> dict:
     """Load, evaluate every role (steered when `clamp` is given), write per-question results;
     returns the metrics. `mark_known` (the baseline) marks the questions the model knows;
-    `baseline_results` (a baseline's results folder) scores the known ones."""
+    `known` (a baseline's per-question results, checked) scores the known ones."""
     with record_run_time():
         model, tokenizer = load_model(str(model_dir), p.get("model.dtype"))
-        sets = {role: read_question_file(path, False) for role, path in question_files.items()}
-        sets = with_contaminated(sets)
         hook = load_clamp_hook(model, sae_dir, clamp) if clamp is not None else None
         results, metrics = evaluate_sets(model, tokenizer, sets, cfg, hook, progress=True)
         if mark_known:
             add_baseline_known(model, tokenizer, sets, results, metrics, cfg, progress=True)
-        elif baseline_results is not None:
-            known = read_role_results(baseline_results, list(results))
-            for role in sorted(set(results) - set(known)):
-                typer.echo(f"{baseline_results} has no {role} results: no {role} known_correct")
+        elif known is not None:
             add_steered_known(results, known, metrics, cfg)
         with atomic_dir(out_dir) as tmp:  # no role file of an earlier run is left beside
             for role in EVAL_ROLES:
                 if role in results:
                     write_parquet(tmp / f"{role}.parquet", results[role])
     return metrics
+
+
+def checked_baseline(p: Params, baseline: str | None, cfg: EvalConfig, sets: dict) -> dict | None:
+    """The baseline metrics for alignment, checked against the questions before any scoring:
+    it must exist (`none` skips alignment), share the format and the question fingerprints."""
+    path = p.pick(baseline, "evaluate.baseline_metrics")
+    if str(path).lower() == "none":
+        return None
+    fix = "run `sae-unlearn evaluate-baseline` first, or pass --baseline none (no alignment)"
+    base = read_json_input(path, "baseline metrics JSON", fix)
+    check_baseline_format(base, cfg.format, str(path))
+    check_baseline_fingerprints(base, sets, str(path))
+    return base
+
+
+def checked_known(folder: str, sets: dict) -> dict | None:
+    """The baseline's per-question results (known-correct), checked against the questions."""
+    if folder.lower() == "none":
+        return None
+    known = read_role_results(Path(folder), list(sets))
+    for role in sorted(set(sets) - set(known)):
+        typer.echo(f"{folder} has no {role} results: no {role} known_correct")
+    for role, (frame, source) in known.items():
+        check_baseline_results(frame, sets[role], source)
+    return known
 
 
 def summary_line(kind: str, result: dict) -> str:
@@ -125,7 +155,7 @@ def baseline_command(
     result = run_evaluation(
         p,
         eval_config(p, format, batch_size),
-        question_paths(p, files | {"retain_near": retain_near_questions}),
+        read_sets(question_paths(p, files | {"retain_near": retain_near_questions})),
         Path(out or Path(p.get("evaluate.dir")) / "baseline"),
         Path(p.pick(model_dir, "model.dir")),
         mark_known=True,
@@ -156,23 +186,23 @@ def steered_command(
     """Accuracy of the steered model, with the alignment score against the baseline."""
     p = Params.load(params)
     clamp_path = clamp_file(p, clamp, allow_none=True)
-    known_dir = baseline_results or str(Path(p.get("evaluate.dir")) / "baseline")
     cfg = eval_config(p, format, batch_size)
     files = dict(forget=forget_questions, retain=retain_questions)
+    sets = read_sets(question_paths(p, files | {"retain_near": retain_near_questions}))
+    # Every check of the baseline runs before the model is loaded and anything is scored.
+    base = checked_baseline(p, baseline, cfg, sets)
+    known = checked_known(baseline_results or str(Path(p.get("evaluate.dir")) / "baseline"), sets)
     result = run_evaluation(
         p,
         cfg,
-        question_paths(p, files | {"retain_near": retain_near_questions}),
+        sets,
         Path(out or Path(p.get("evaluate.dir")) / "steered"),
         Path(p.pick(model_dir, "model.dir")),
         clamp=clamp_path,
         sae_dir=Path(p.pick(sae_dir, "sae.dir")),
-        baseline_results=None if known_dir.lower() == "none" else Path(known_dir),
+        known=known,
     )
-    baseline_path = p.pick(baseline, "evaluate.baseline_metrics")
-    if str(baseline_path).lower() != "none" and Path(baseline_path).exists():
-        base = read_json(baseline_path)
-        check_baseline_format(base, cfg.format, str(baseline_path))
+    if base is not None:
         add_alignment(result, base, p.get("evaluate.primary_metric"))
     write_json(p.pick(metrics, "evaluate.steered_metrics"), result)
     typer.echo(summary_line("steered", result))

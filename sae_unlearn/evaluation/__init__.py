@@ -16,6 +16,7 @@ from sae_unlearn.evaluation.contamination import (
     contamination_sentence,
     with_contaminated,
 )
+from sae_unlearn.evaluation.fingerprint import check_baseline_fingerprints, question_fingerprint
 from sae_unlearn.evaluation.forward import output_logits
 from sae_unlearn.evaluation.known import (
     ORDERINGS,
@@ -69,6 +70,8 @@ __all__ = [
     "EvalConfig",
     "Request",
     "accuracy_summary",
+    "check_baseline_fingerprints",
+    "question_fingerprint",
     "add_alignment",
     "add_baseline_known",
     "add_steered_known",

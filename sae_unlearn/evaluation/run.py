@@ -13,6 +13,7 @@ from sae_unlearn.data.splits import question_splits
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.evaluation.contamination import CONTAMINATED
+from sae_unlearn.evaluation.fingerprint import question_fingerprint
 from sae_unlearn.evaluation.gates import GateRecorder, gate_columns, gate_summary
 from sae_unlearn.evaluation.known import (
     baseline_known_summary,
@@ -109,6 +110,7 @@ def evaluate_sets(
     metrics: dict = {"format": cfg.format}
     for role, frame in results.items():
         metrics[role] = role_summary(frame, cfg.bootstrap, cfg.seed)
+        metrics[role]["fingerprint"] = question_fingerprint(sets[role])
         if "gate_opened" in frame:
             metrics[role]["gate"] = gate_summary(frame)
     return results, metrics

@@ -65,7 +65,8 @@ def test_two_roles_keep_todays_keys_and_add_halves_and_known(stage_dir):
     ]  # fmt: skip
     for metrics, gate in ((baseline, []), (steered, ["gate"])):
         for role in ("forget", "retain", "retain_contaminated"):
-            assert list(metrics[role]) == [*POOLED, "dev", "test", *gate, "known_correct"]
+            keys = [*POOLED, "dev", "test", "fingerprint", *gate, "known_correct"]
+            assert list(metrics[role]) == keys
             assert metrics[role]["dev"]["n"] + metrics[role]["test"]["n"] == metrics[role]["n"]
     base_results = pd.read_parquet(stage_dir / "results/baseline/forget.parquet")
     # The tiny model answers the third forget question only (cloze), steered or not.
@@ -138,3 +139,64 @@ def test_retain_near_scored_when_prepared_or_given(stage_dir):
     questions(3, "zoology", offset=1).to_parquet(other)
     baseline, steered = run_stages(stage_dir, "--retain-near-questions", str(other))
     assert baseline["retain_near"]["n"] == 3 and steered["retain_near"]["n"] == 3
+
+
+def refused(folder: Path, stage: str, *extra: str) -> str:
+    """The stage's message for bad input: exit 2, no traceback, nothing written."""
+    result = CliRunner().invoke(app, [stage, "--params", str(folder / "params.yaml"), *extra])
+    assert result.exit_code == 2, result.output + repr(result.exception)
+    assert "Traceback" not in result.output
+    assert not (folder / "steered.json").exists()
+    assert not (folder / "results/steered").exists()
+    return result.output
+
+
+def test_a_missing_baseline_is_an_error_unless_none_is_asked_for(stage_dir):
+    message = refused(stage_dir, "evaluate")
+    assert str(stage_dir / "baseline.json") in message and "--baseline none" in message
+    result = CliRunner().invoke(
+        app, ["evaluate", "--params", str(stage_dir / "params.yaml"), "--baseline", "none"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "alignment" not in json.loads((stage_dir / "steered.json").read_text())
+
+
+def test_a_baseline_of_other_questions_is_refused_before_scoring(stage_dir):
+    run_stages(stage_dir)
+    (stage_dir / "steered.json").unlink()
+    for folder in ("results/steered",):
+        for file in (stage_dir / folder).iterdir():
+            file.unlink()
+        (stage_dir / folder).rmdir()
+    forget = stage_dir / "prepared/questions/forget_questions.parquet"
+    edited = pd.read_parquet(forget)
+    edited.loc[2, "question"] = edited.loc[2, "question"] + " (edited)"
+    edited.to_parquet(forget)
+    message = refused(stage_dir, "evaluate")
+    assert "baseline.json was scored on other forget questions" in message
+    assert "6 given now" in message and "evaluate-baseline" in message
+    # The same questions re-saved with other spacing and case still match.
+    original = questions(6)
+    original["question"] = [f"  {q.upper()}\n" for q in original["question"]]
+    original.to_parquet(forget)
+    baseline, steered = run_stages(stage_dir)
+    assert baseline["forget"]["fingerprint"] == steered["forget"]["fingerprint"]
+    assert "alignment" in steered
+
+
+def test_a_clamp_config_for_another_sae_is_refused_with_both_named(stage_dir):
+    from sae_unlearn.saes.identity import sae_identity
+    from sae_unlearn.steering import read_clamp_yaml
+
+    other = tiny_sae(seed=1)
+    other.save_model(stage_dir / "other_sae")
+    clamp = stage_dir / "clamp/clamp.yaml"
+    cfg = read_clamp_yaml(clamp)
+    cfg.sae = sae_identity(stage_dir / "other_sae")
+    write_clamp_yaml(cfg, clamp)
+    message = refused(stage_dir, "evaluate", "--baseline", "none")
+    assert "was made for another SAE" in message
+    assert str(stage_dir / "other_sae") in message and str(stage_dir / "sae") in message
+    cfg.sae = sae_identity(stage_dir / "sae")
+    write_clamp_yaml(cfg, clamp)
+    run_stages(stage_dir)
