@@ -18,7 +18,7 @@ from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.attacks import AttackConfig, GCGConfig, GibberishConfig, PhaseClock, run_attacks
 from sae_unlearn.data import prepared_path, read_question_file
-from sae_unlearn.evaluation import EvalConfig, load_clamp_hook
+from sae_unlearn.evaluation import EvalConfig, checked_clamp, load_clamp_hook
 from sae_unlearn.io import atomic_dir, write_json
 from sae_unlearn.models import load_model
 
@@ -71,6 +71,7 @@ def command(
     cfg = attack_config(p, overrides, fewshot, n_questions)
     data_dir = Path(p.get("data.dir"))
     clamp_path = clamp_file(p, p.pick(clamp, "attack.clamp"))
+    checked_clamp(Path(p.pick(sae_dir, "sae.dir")), clamp_path)  # before the model loads
     out_dir = Path(p.pick(out, "attack.dir"))
 
     clock = PhaseClock()

@@ -28,6 +28,7 @@ from sae_unlearn.evaluation import (
     check_baseline_fingerprints,
     check_baseline_format,
     check_baseline_results,
+    checked_clamp,
     evaluate_sets,
     load_clamp_hook,
     read_role_results,
@@ -186,6 +187,8 @@ def steered_command(
     """Accuracy of the steered model, with the alignment score against the baseline."""
     p = Params.load(params)
     clamp_path = clamp_file(p, clamp, allow_none=True)
+    if clamp_path is not None:
+        checked_clamp(Path(p.pick(sae_dir, "sae.dir")), clamp_path)  # before the model loads
     cfg = eval_config(p, format, batch_size)
     files = dict(forget=forget_questions, retain=retain_questions)
     sets = read_sets(question_paths(p, files | {"retain_near": retain_near_questions}))

@@ -9,7 +9,7 @@ import typer
 
 from pipeline.clamp_file import clamp_file
 from pipeline.params import Params, ParamsOption
-from sae_unlearn.evaluation import load_clamp_hook
+from sae_unlearn.evaluation import checked_clamp, load_clamp_hook
 from sae_unlearn.generation import compare_continuations, read_prompts, render
 from sae_unlearn.models import load_model
 
@@ -28,6 +28,7 @@ def command(
     p = Params.load(params)
     texts = read_prompts(prompt, prompts)
     clamp_path = clamp_file(p, clamp)
+    checked_clamp(Path(p.pick(sae_dir, "sae.dir")), clamp_path)  # before the model loads
     model, tokenizer = load_model(str(p.pick(model_dir, "model.dir")), p.get("model.dtype"))
     hook = load_clamp_hook(model, Path(p.pick(sae_dir, "sae.dir")), clamp_path)
     rows = compare_continuations(model, tokenizer, texts, hook, max_new_tokens, batch_size)

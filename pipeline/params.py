@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from sae_unlearn import choices
 from sae_unlearn.errors import UserError
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -51,7 +52,6 @@ LOCAL_INPUTS = {
     "sae.path": (set(), "inputs/saes"),
     "clamp.csv": (set(), "data/steering"),
 }
-RANKING_SCORES = Literal["forget_freq", "freq_ratio", "log_odds", "forget_window_freq", "crisp"]
 
 
 class Section(BaseModel):
@@ -60,7 +60,7 @@ class Section(BaseModel):
 
 class ModelParams(Section):
     name: str = "embedded"  # embedded (Gemma 3 270M from PyPI, offline), a hub id, or a local dir
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal[choices.DTYPE_NAMES] = "float32"
     dir: str = "data/model"
 
 
@@ -83,16 +83,22 @@ class DataParams(Section):
 
 
 class CacheParams(Section):
-    layers: list[NonNegativeInt] = Field(default_factory=lambda: [9])
-    seq_len: PositiveInt = 128
+    layers: list[NonNegativeInt] = Field(default_factory=lambda: [9], min_length=1)
+    seq_len: int = Field(128, ge=2)
     batch_size: PositiveInt = 16
     max_tokens: PositiveInt | None = 70000  # per corpus
     dir: str = "data/cache"
     metrics: str = "metrics/cache.json"
 
+    @model_validator(mode="after")
+    def _max_tokens_hold_a_sequence(self) -> CacheParams:
+        if self.max_tokens is not None and self.max_tokens < self.seq_len:
+            raise ValueError(f"max_tokens={self.max_tokens} is below seq_len={self.seq_len}")
+        return self
+
 
 class SAETrainParams(Section):
-    architecture: Literal["topk", "jumprelu", "standard"] = "topk"
+    architecture: Literal[choices.SAE_ARCHITECTURES] = "topk"
     d_sae: PositiveInt = 4096
     k: PositiveInt = 32
     lr: float = 0.002
@@ -104,13 +110,19 @@ class SAETrainParams(Section):
     sparsity_coefficient: float = 1.0
     lr_warm_up_steps: NonNegativeInt = 0
     lr_decay_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    normalization: Literal["expected_average_only_in", "none"] = "expected_average_only_in"
+    normalization: Literal[choices.SAE_NORMALIZATIONS] = "expected_average_only_in"
     seed: int | None = None  # None: the top-level seed
+
+    @model_validator(mode="after")
+    def _k_within_the_dictionary(self) -> SAETrainParams:
+        if self.architecture == "topk" and self.k > self.d_sae:
+            raise ValueError(f"k={self.k} must be between 1 and d_sae={self.d_sae}")
+        return self
 
 
 class SAEParams(Section):
     layer: NonNegativeInt = 9
-    source: Literal["train", "pretrained", "path"] = "train"
+    source: Literal[choices.SAE_SOURCES] = "train"
     release: str | None = "gemma-scope-2b-pt-res-canonical"
     sae_id: str | None = "layer_7/width_16k/canonical"
     path: str | None = None
@@ -120,7 +132,7 @@ class SAEParams(Section):
 
 
 class ClampParams(Section):
-    mode: Literal["clamp_prime", "refusal_clamp", "gated_clamp"] = "gated_clamp"
+    mode: Literal[choices.CLAMP_MODES] = "gated_clamp"
     value: float = -1000.0
     threshold: float = 0.05  # refusal_clamp: a selected latent above this triggers it
     refusal_latent: NonNegativeInt | Literal["auto"] = "auto"
@@ -129,7 +141,7 @@ class ClampParams(Section):
     # trigger lies within the last gate_window tokens) | token_share (Dynamic SAE
     # Guardrails: open where the share of triggers so far exceeds tau, calibrated as the
     # gate_quantile of trigger shares over gate_chunk-token chunks of the retain caches)
-    gate: Literal["latched", "window", "token_share"] = "window"
+    gate: Literal[choices.GATES] = "window"
     gate_window: PositiveInt = 8
     gate_quantile: float = Field(0.95, ge=0.0, le=1.0)
     gate_chunk: PositiveInt = 1024
@@ -137,10 +149,10 @@ class ClampParams(Section):
 
 
 class EvaluateParams(Section):
-    format: Literal["cloze", "letter"] = "cloze"
+    format: Literal[choices.EVAL_FORMATS] = "cloze"
     batch_size: PositiveInt = 32
     bootstrap: PositiveInt = 1000
-    primary_metric: Literal["acc", "acc_norm"] = "acc"
+    primary_metric: Literal[choices.PRIMARY_METRICS] = "acc"
     dir: str = "data/results"
     baseline_metrics: str = "metrics/baseline.json"
     steered_metrics: str = "metrics/steered.json"
@@ -155,20 +167,20 @@ class ScoreParams(Section):
     context_latents: NonNegativeInt = 120
     context_window: PositiveInt = 12
     window: PositiveInt = 32
-    rankings: list[RANKING_SCORES] = Field(
+    rankings: list[Literal[choices.RANKING_SCORES]] = Field(
         default_factory=lambda: ["forget_window_freq", "forget_freq", "freq_ratio"]
     )
 
 
 class SelectParams(Section):
     dir: str = "data/selection"
-    score: RANKING_SCORES = "forget_window_freq"
+    score: Literal[choices.RANKING_SCORES] = "forget_window_freq"
     top_k: PositiveInt = 160
-    retain_threshold: float | None = None
-    min_forget_freq: float = 0.001
+    retain_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    min_forget_freq: float = Field(0.001, ge=0.0, le=1.0)
     min_near_ratio: float | None = Field(None, gt=0.0)  # CRISP: 3
-    eps: float = 0.0001
-    threshold_rate: float | None = Field(0.003, ge=0.0, le=1.0)
+    eps: float = Field(0.0001, gt=0.0)
+    threshold_rate: float | None = Field(0.003, ge=0.0, lt=1.0)
 
 
 class ReportParams(Section):
@@ -187,7 +199,7 @@ class GCGParams(Section):
     buffer_size: NonNegativeInt = 0
     filter_ids: bool = True
     allow_non_ascii: bool = False
-    optim_str_init: str = "x x x x x x x x x x x x x x x x x x x x"
+    optim_str_init: str = Field("x x x x x x x x x x x x x x x x x x x x", pattern=r"\S")
     seed: int | None = 42
 
 
@@ -307,4 +319,6 @@ def describe_error(err: dict, source: Path) -> str:
         return f"{source}: unknown key `{key}`; {hint}"
     if not loc:  # a check across keys (a model validator): its message names them
         return f"{source}: {err['msg'].removeprefix('Value error, ')}"
+    if err["type"] == "value_error":  # a section's check across its keys
+        return f"{source}: `{key}`: {err['msg'].removeprefix('Value error, ')}; fix it in {source}"
     return f"{source}: `{key}`: {err['msg']} (got {err.get('input')!r}); fix its value in {source}"

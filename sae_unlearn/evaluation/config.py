@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sae_unlearn.choices import EVAL_FORMATS
 from sae_unlearn.errors import UserError
 
-FORMATS = ("cloze", "letter")
+FORMATS = EVAL_FORMATS
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,20 @@ from sae_unlearn.evaluation.scoring import continuation_logprobs, score_sequence
 from sae_unlearn.models import hidden_size
 from sae_unlearn.saes import check_sae_matches_model, load_sae_dir, sae_dir_checked
 from sae_unlearn.saes.identity import check_sae_identity, sae_identity
-from sae_unlearn.steering import ClampHook, read_clamp_yaml, steer
+from sae_unlearn.steering import ClampConfig, ClampHook, read_clamp_yaml, steer
+
+
+def checked_clamp(sae_dir: Path, clamp: Path) -> ClampConfig:
+    """A clamp config YAML, refused unless `sae_dir` holds the SAE it was made for; cheap
+    (no model), so stages call it before loading anything."""
+    clamp_cfg = read_clamp_yaml(clamp)
+    check_sae_identity(clamp_cfg.sae, sae_identity(sae_dir_checked(sae_dir)), str(clamp))
+    return clamp_cfg
 
 
 def load_clamp_hook(model: nn.Module, sae_dir: Path, clamp: Path) -> ClampHook:
     """The clamp hook of a clamp config YAML on the SAE in `sae_dir`, checked against `model`."""
-    clamp_cfg = read_clamp_yaml(clamp)
-    check_sae_identity(clamp_cfg.sae, sae_identity(sae_dir_checked(sae_dir)), str(clamp))
+    clamp_cfg = checked_clamp(sae_dir, clamp)
     sae = load_sae_dir(sae_dir)
     check_sae_matches_model(sae, hidden_size(model), sae_dir)
     return ClampHook(sae, clamp_cfg)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sae_unlearn.choices import SAE_ARCHITECTURES, SAE_NORMALIZATIONS, SAE_SOURCES
 from sae_unlearn.errors import UserError
 
-SOURCES = ("train", "pretrained", "path")
-ARCHITECTURES = ("topk", "jumprelu", "standard")
-NORMALIZATIONS = ("expected_average_only_in", "none")
+SOURCES = SAE_SOURCES
+ARCHITECTURES = SAE_ARCHITECTURES
+NORMALIZATIONS = SAE_NORMALIZATIONS
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from sae_unlearn.choices import RANKING_SCORES
 from sae_unlearn.errors import UserError
 
 # forget_freq: Farrell et al. / SAEBench, after the retain-frequency filter.
@@ -24,7 +25,7 @@ from sae_unlearn.errors import UserError
 #              being in-domain text without hazards (here retain_near, biology without
 #              pathogens, not general text); counts per token (frequencies), since the
 #              corpora differ in length. Pair with `min_near_ratio` (CRISP: 3).
-SCORES = ("forget_freq", "freq_ratio", "log_odds", "forget_window_freq", "crisp")
+SCORES = RANKING_SCORES
 # Scores that contrast forget with the retain_near corpus, so need its statistics.
 NEAR_SCORES = ("crisp",)
 # The SelectConfig fields that make the rule whatever the score and k: what score shares.

@@ -24,11 +24,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sae_unlearn.choices import CLAMP_MODES, GATES
 from sae_unlearn.errors import UserError
 
 ACTIONS = ("add", "clamp", "clamp_cond", "clamp_refusal", "clamp_gated")
-MODES = ("clamp_prime", "refusal_clamp", "gated_clamp")
-GATES = ("latched", "window", "token_share")
+MODES = CLAMP_MODES
 CSV_COLUMNS = [
     "latent_idx",
     "hook_action",

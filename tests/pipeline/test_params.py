@@ -95,3 +95,95 @@ def test_retain_near_is_embedded_by_default_and_takes_its_sources(tmp_path):
     message = refusal(tmp_path, {"data": {"retain_near_questions": str(tmp_path / "nq.jsonl")}})
     assert "`data.retain_near_questions`" in message
     assert "data.retain_near_questions: inputs/data/nq.jsonl" in message
+
+
+# (params key, value, the library's own check of that value). Each value is refused by both
+# the schema and the library, so no accepted params value fails later with a traceback.
+def _select(**kw):
+    from sae_unlearn.selection.config import SelectConfig
+
+    return SelectConfig(**kw)
+
+
+def _cache(**kw):
+    from sae_unlearn.activations.cache import CacheConfig
+
+    return CacheConfig(**({"layers": (9,)} | kw))
+
+
+def _sae_train(**kw):
+    from sae_unlearn.saes.config import SAETrainConfig
+
+    return SAETrainConfig(**kw)
+
+
+def _gcg(**kw):
+    from sae_unlearn.attacks.gcg import GCGConfig
+
+    return GCGConfig(**kw)
+
+
+REFUSED_BY_BOTH = [
+    ("select.threshold_rate", 1.0, lambda v: _select(threshold_rate=v)),
+    ("select.threshold_rate", -0.1, lambda v: _select(threshold_rate=v)),
+    ("select.retain_threshold", 1.5, lambda v: _select(retain_threshold=v)),
+    ("select.min_forget_freq", -0.01, lambda v: _select(min_forget_freq=v)),
+    ("select.eps", 0.0, lambda v: _select(eps=v)),
+    ("select.top_k", 0, lambda v: _select(top_k=v)),
+    ("select.min_near_ratio", 0.0, lambda v: _select(min_near_ratio=v)),
+    ("cache.seq_len", 1, lambda v: _cache(seq_len=v)),
+    ("cache.layers", [], lambda v: _cache(layers=tuple(v))),
+    ("cache.max_tokens", 64, lambda v: _cache(max_tokens=v)),
+    ("sae.train.k", 5000, lambda v: _sae_train(k=v)),
+    ("sae.train.held_out_fraction", 1.0, lambda v: _sae_train(held_out_fraction=v)),
+    ("attack.gcg.optim_str_init", "   ", lambda v: _gcg(optim_str_init=v)),
+    ("attack.gcg.search_width", 0, lambda v: _gcg(search_width=v)),
+]
+
+
+def _nested(key: str, value) -> dict:
+    data: dict = {}
+    node = data
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return data
+
+
+@pytest.mark.parametrize(("key", "value", "library"), REFUSED_BY_BOTH)
+def test_schema_refuses_what_the_library_refuses(tmp_path, key, value, library):
+    with pytest.raises(UserError):
+        library(value)
+    message = refusal(tmp_path, _nested(key, value))
+    assert key.split(".")[-1] in message and str(tmp_path / "params.yaml") in message
+
+
+def test_allowed_values_have_one_owner(tmp_path):
+    from sae_unlearn import choices
+    from sae_unlearn.evaluation.config import FORMATS
+    from sae_unlearn.saes.config import ARCHITECTURES
+    from sae_unlearn.selection.config import SCORES
+    from sae_unlearn.steering.rows import GATES, MODES
+
+    assert (FORMATS, ARCHITECTURES, SCORES, GATES, MODES) == (
+        choices.EVAL_FORMATS,
+        choices.SAE_ARCHITECTURES,
+        choices.RANKING_SCORES,
+        choices.GATES,
+        choices.CLAMP_MODES,
+    )
+    for key, allowed in [
+        ("clamp.mode", choices.CLAMP_MODES),
+        ("clamp.gate", choices.GATES),
+        ("select.score", choices.RANKING_SCORES),
+        ("evaluate.format", choices.EVAL_FORMATS),
+        ("sae.train.architecture", choices.SAE_ARCHITECTURES),
+    ]:
+        for value in allowed:
+            data = _nested(key, value)
+            if key == "select.score" and value == "crisp":
+                data["select"]["min_near_ratio"] = 3.0
+            folder = tmp_path / f"{key}={value}"
+            folder.mkdir()
+            assert load(folder, data).get(key) == value  # every listed value is accepted

@@ -1,0 +1,18 @@
+"""The allowed values of every setting that takes one of a list: one owner for each list.
+
+The library's configs check against these, and the params schema (`pipeline/params.py`)
+builds its types from them, so the schema accepts exactly what the library does. Kept free
+of imports so that every stage can depend on it cheaply.
+"""
+
+from __future__ import annotations
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+SAE_SOURCES = ("train", "pretrained", "path")
+SAE_ARCHITECTURES = ("topk", "jumprelu", "standard")
+SAE_NORMALIZATIONS = ("expected_average_only_in", "none")
+CLAMP_MODES = ("clamp_prime", "refusal_clamp", "gated_clamp")
+GATES = ("latched", "window", "token_share")
+EVAL_FORMATS = ("cloze", "letter")
+PRIMARY_METRICS = ("acc", "acc_norm")
+RANKING_SCORES = ("forget_freq", "freq_ratio", "log_odds", "forget_window_freq", "crisp")
