@@ -18,7 +18,7 @@ from typing import Any
 import typer
 
 from pipeline.params import Params, ParamsOption
-from sae_unlearn.errors import UserError
+from sae_unlearn.errors import UserError, read_json_input
 from sae_unlearn.io import read_json
 from sae_unlearn.reporting.compare import (
     HALVES,
@@ -178,10 +178,7 @@ def command(
 
 
 def _load_json(path: Path) -> list:
-    try:
-        data = read_json(path)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from exc
+    data = read_json_input(path, "`dvc exp show --json` output", "save `dvc exp show --json`")
     if not isinstance(data, list):
         raise UserError(f"{path} is not `dvc exp show --json` output (expected a list)")
     return data
