@@ -71,7 +71,8 @@ def command(
     cfg = attack_config(p, overrides, fewshot, n_questions)
     data_dir = Path(p.get("data.dir"))
     clamp_path = clamp_file(p, p.pick(clamp, "attack.clamp"))
-    checked_clamp(Path(p.pick(sae_dir, "sae.dir")), clamp_path)  # before the model loads
+    sae_path = Path(p.pick(sae_dir, "sae.dir"))
+    clamp_cfg = checked_clamp(sae_path, clamp_path)  # before the model loads
     out_dir = Path(p.pick(out, "attack.dir"))
 
     clock = PhaseClock()
@@ -82,7 +83,7 @@ def command(
         retain_questions or prepared_path(data_dir, "retain", "questions"), False
     )
     model, tokenizer = load_model(str(p.pick(model_dir, "model.dir")), p.get("model.dtype"))
-    hook = load_clamp_hook(model, Path(p.pick(sae_dir, "sae.dir")), clamp_path)
+    hook = load_clamp_hook(model, sae_path, clamp_cfg)
     hooks = {"baseline": None, "steered": hook}
     with record_run_time() as timings:
         result = run_attacks(model, tokenizer, forget, retain, hooks, cfg, clock, log=typer.echo)

@@ -36,6 +36,7 @@ from sae_unlearn.evaluation import (
 )
 from sae_unlearn.io import atomic_dir, write_json, write_parquet
 from sae_unlearn.models import load_model
+from sae_unlearn.steering import ClampConfig
 
 
 def eval_config(p: Params, fmt: str | None, batch_size: int | None) -> EvalConfig:
@@ -72,7 +73,7 @@ def run_evaluation(
     sets: dict,
     out_dir: Path,
     model_dir: Path,
-    clamp: Path | None = None,
+    clamp: ClampConfig | None = None,
     sae_dir: Path | None = None,
     known: dict | None = None,
     mark_known: bool = False,
@@ -187,8 +188,9 @@ def steered_command(
     """Accuracy of the steered model, with the alignment score against the baseline."""
     p = Params.load(params)
     clamp_path = clamp_file(p, clamp, allow_none=True)
-    if clamp_path is not None:
-        checked_clamp(Path(p.pick(sae_dir, "sae.dir")), clamp_path)  # before the model loads
+    sae_path = Path(p.pick(sae_dir, "sae.dir"))
+    # before the model loads
+    clamp_cfg = None if clamp_path is None else checked_clamp(sae_path, clamp_path)
     cfg = eval_config(p, format, batch_size)
     files = dict(forget=forget_questions, retain=retain_questions)
     sets = read_sets(question_paths(p, files | {"retain_near": retain_near_questions}))
@@ -201,8 +203,8 @@ def steered_command(
         sets,
         Path(out or Path(p.get("evaluate.dir")) / "steered"),
         Path(p.pick(model_dir, "model.dir")),
-        clamp=clamp_path,
-        sae_dir=Path(p.pick(sae_dir, "sae.dir")),
+        clamp=clamp_cfg,
+        sae_dir=sae_path,
         known=known,
     )
     if base is not None:

@@ -28,8 +28,9 @@ def command(
     p = Params.load(params)
     texts = read_prompts(prompt, prompts)
     clamp_path = clamp_file(p, clamp)
-    checked_clamp(Path(p.pick(sae_dir, "sae.dir")), clamp_path)  # before the model loads
+    sae_path = Path(p.pick(sae_dir, "sae.dir"))
+    clamp_cfg = checked_clamp(sae_path, clamp_path)  # before the model loads
     model, tokenizer = load_model(str(p.pick(model_dir, "model.dir")), p.get("model.dtype"))
-    hook = load_clamp_hook(model, Path(p.pick(sae_dir, "sae.dir")), clamp_path)
+    hook = load_clamp_hook(model, sae_path, clamp_cfg)
     rows = compare_continuations(model, tokenizer, texts, hook, max_new_tokens, batch_size)
     typer.echo(render(tokenizer, rows, gated=hook.sequence_level))

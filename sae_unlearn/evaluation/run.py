@@ -39,9 +39,9 @@ def checked_clamp(sae_dir: Path, clamp: Path) -> ClampConfig:
     return clamp_cfg
 
 
-def load_clamp_hook(model: nn.Module, sae_dir: Path, clamp: Path) -> ClampHook:
-    """The clamp hook of a clamp config YAML on the SAE in `sae_dir`, checked against `model`."""
-    clamp_cfg = checked_clamp(sae_dir, clamp)
+def load_clamp_hook(model: nn.Module, sae_dir: Path, clamp_cfg: ClampConfig) -> ClampHook:
+    """The clamp hook of a clamp config (from `checked_clamp`) on the SAE in `sae_dir`,
+    checked against `model`."""
     sae = load_sae_dir(sae_dir)
     check_sae_matches_model(sae, hidden_size(model), sae_dir)
     return ClampHook(sae, clamp_cfg)
