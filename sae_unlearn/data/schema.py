@@ -66,8 +66,10 @@ def _require_columns(frame: pd.DataFrame, source: str, required: Sequence[str], 
         )
 
 
-def _normalised(text: str) -> str:
-    return " ".join(text.split()).casefold()
+def normalised_text(text: object) -> str:
+    """Text compared as a reader sees it: whitespace runs collapsed, case folded (the one
+    normalisation of repeated choices and of question fingerprints)."""
+    return " ".join(str(text).split()).casefold()
 
 
 def _refuse_repeated_choices(items: list, source: str, row: int) -> None:
@@ -75,7 +77,7 @@ def _refuse_repeated_choices(items: list, source: str, row: int) -> None:
     # choosing the "wrong" copy of the right answer scores 0.
     first: dict[str, int] = {}
     for i, choice in enumerate(items):
-        key = _normalised(str(choice))
+        key = normalised_text(choice)
         if key in first:
             raise _row_error(
                 source,

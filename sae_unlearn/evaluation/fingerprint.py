@@ -14,11 +14,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from sae_unlearn.data.schema import normalised_text
 from sae_unlearn.errors import UserError
-
-
-def _normalised(text: object) -> str:
-    return " ".join(str(text).split()).casefold()
 
 
 def question_fingerprint(questions: pd.DataFrame) -> dict:
@@ -28,7 +25,7 @@ def question_fingerprint(questions: pd.DataFrame) -> dict:
     for question, choices, answer in zip(
         questions["question"], questions["choices"], questions["answer"], strict=True
     ):
-        record = [_normalised(question), [_normalised(c) for c in choices], int(answer)]
+        record = [normalised_text(question), [normalised_text(c) for c in choices], int(answer)]
         digest.update(json.dumps(record, ensure_ascii=False).encode("utf-8"))
         digest.update(b"\n")
     return {"n": int(len(questions)), "sha256": digest.hexdigest()}
