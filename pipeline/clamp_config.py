@@ -15,7 +15,7 @@ import typer
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.errors import UserError
-from sae_unlearn.io import atomic_path, write_json
+from sae_unlearn.io import atomic_dir, write_json
 from sae_unlearn.saes import load_sae_dir
 from sae_unlearn.saes.identity import check_csv_sae_names, sae_identity
 from sae_unlearn.steering import (
@@ -114,8 +114,7 @@ def command(
             summary["gate"] = cfg.gate.as_dict()
         # One folder, renamed into place whole: an interrupted run leaves the old config or
         # the new one, never a new clamp.yaml beside an old steering.csv.
-        with atomic_path(out) as tmp:
-            tmp.mkdir()
+        with atomic_dir(out) as tmp:
             write_clamp_yaml(cfg, tmp / "clamp.yaml")
             if cfg.gate.kind == "latched":
                 write_steering_csv(cfg, tmp / "steering.csv")

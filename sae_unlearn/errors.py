@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pandas as pd
 import pyarrow as pa
 import yaml
 
@@ -40,7 +41,8 @@ _FORMAT_ERRORS: tuple[type[BaseException], ...] = (
     json.JSONDecodeError,
     yaml.YAMLError,
     pa.ArrowException,
-    ValueError,  # pandas' CSV parser and pyarrow's type conversions raise plain ValueErrors
+    pd.errors.ParserError,
+    pd.errors.EmptyDataError,
 )
 
 

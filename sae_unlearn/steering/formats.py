@@ -39,8 +39,7 @@ def read_clamp_yaml(path: str | Path) -> ClampConfig:
         raise UserError(f"{path} is not a clamp config (needs `layer` and `rows`). Fix: {fix}")
     known = {f.name for f in fields(SteeringRow)}
     for n, row in enumerate(data["rows"] or []):
-        unknown = sorted(set(row) - known) if isinstance(row, dict) else None
-        if unknown is None or unknown:
+        if not isinstance(row, dict) or set(row) - known:
             raise UserError(
                 f"{path}: rows[{n}] is not a steering row ({row!r:.80}); "
                 f"a row has the keys {sorted(known)}"
