@@ -1,5 +1,5 @@
-"""The `sae-unlearn` console script: one sub-command per DVC stage, and `compare` and
-`generate`, which are not stages."""
+"""The `sae-unlearn` console script: one sub-command per DVC stage, and `compare`,
+`generate` and `lm-eval`, which are not stages."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pipeline import (
     compare,
     evaluate,
     generate,
+    harness,
     prepare_data,
     prepare_model,
     report,
@@ -65,6 +66,8 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
 for name, command in COMMANDS.items():
     app.command(name)(user_errors(command))
+# A passthrough: lm-eval parses its own arguments, --help included.
+app.command("lm-eval", context_settings=harness.CONTEXT_SETTINGS)(user_errors(harness.command))
 
 if __name__ == "__main__":
     app()

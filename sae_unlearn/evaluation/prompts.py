@@ -46,10 +46,17 @@ def format_prompt(question: str, choices: Sequence[str], fmt: str, suffix: str =
     return f"{body}\nAnswer:"
 
 
-def answer_continuations(choices: Sequence[str], fmt: str) -> tuple[str, ...]:
+def answer_choices(choices: Sequence[str], fmt: str) -> tuple[str, ...]:
+    """What lm-eval's `doc_to_choice` gives: the letters in letter format, else the texts.
+    Their lengths in characters are what `acc_norm` divides by."""
     if fmt == "letter":
-        return tuple(f" {L}" for L in LETTERS[: len(choices)])
-    return tuple(f" {c}" for c in choices)
+        return LETTERS[: len(choices)]
+    return tuple(choices)
+
+
+def answer_continuations(choices: Sequence[str], fmt: str) -> tuple[str, ...]:
+    """The scored continuations: each answer choice after lm-eval's target delimiter " "."""
+    return tuple(f" {c}" for c in answer_choices(choices, fmt))
 
 
 def target_continuation(choices: Sequence[str], answer: int, fmt: str) -> str:

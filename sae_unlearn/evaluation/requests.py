@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from sae_unlearn.evaluation.prompts import answer_continuations, prompt_texts
+from sae_unlearn.evaluation.prompts import answer_choices, answer_continuations, prompt_texts
 
 TokenPair = tuple[list[int], list[int]]
 
@@ -35,7 +35,8 @@ def build_requests(
         Request(
             context=context,
             continuations=answer_continuations(list(row.choices), fmt),
-            choice_chars=tuple(len(c) for c in row.choices),
+            # lm-eval's acc_norm length: of the letter in letter format, as its tasks score it
+            choice_chars=tuple(len(c) for c in answer_choices(list(row.choices), fmt)),
         )
         for context, row in zip(contexts, questions.itertuples(index=False), strict=True)
     ]

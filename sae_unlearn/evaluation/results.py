@@ -17,7 +17,8 @@ def results_frame(
 ) -> pd.DataFrame:
     """Per-question results from the choices' log-likelihoods: chosen (acc, acc_norm), correct.
 
-    `acc_norm` divides each log-likelihood by its choice's character length, as lm-eval does.
+    `acc_norm` divides each log-likelihood by its answer choice's length in characters, as
+    lm-eval does (`Request.choice_chars`: the letter's in letter format).
     """
     rows = []
     for q, r, ll in zip(questions.itertuples(index=False), requests, loglik, strict=True):

@@ -16,6 +16,8 @@ def test_letter_prompt_is_lm_eval_wmdp_format():
         "Which insect spreads malaria?\nA. mosquitoes\nB. bees\nC. ants\nD. butterflies\nAnswer:"
     )
     assert req.continuations == (" A", " B", " C", " D")
+    # lm-eval's choices here are the letters, so its acc_norm divides by 1: acc_norm == acc
+    assert req.choice_chars == (1, 1, 1, 1)
     mmlu = build_requests(QUESTIONS.iloc[[1]].assign(subject="high_school_us_history"), "letter")
     assert mmlu[0].context.startswith(
         "The following are multiple choice questions (with answers)"
