@@ -12,7 +12,6 @@ from sae_unlearn.attacks.gcg_tokens import GCGPrompt, allowed_token_mask, gcg_pr
 from sae_unlearn.attacks.generation import (
     continuation_perplexities,
     fluency_summary,
-    greedy_continuations,
 )
 from sae_unlearn.attacks.run import (
     MODELS,
@@ -44,7 +43,6 @@ __all__ = [
     "fewshot_attack",
     "fluency_summary",
     "gcg_prompts",
-    "greedy_continuations",
     "maybe_steer",
     "prompt_texts",
     "run_attacks",

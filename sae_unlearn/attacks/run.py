@@ -18,16 +18,13 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from sae_unlearn.attacks.fewshot import fewshot_attack
 from sae_unlearn.attacks.gcg import GCGConfig, GCGResult, run_gcg
 from sae_unlearn.attacks.gcg_tokens import allowed_token_mask, gcg_prompts
-from sae_unlearn.attacks.generation import (
-    continuation_perplexities,
-    fluency_summary,
-    greedy_continuations,
-)
+from sae_unlearn.attacks.generation import continuation_perplexities, fluency_summary
 from sae_unlearn.attacks.subsets import deterministic_subset
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.evaluation.metrics import accuracy_summary
 from sae_unlearn.evaluation.prompts import prompt_texts
 from sae_unlearn.evaluation.run import evaluate_questions, maybe_steer
+from sae_unlearn.generation.greedy import greedy_generate
 from sae_unlearn.steering import ClampHook
 
 MODELS = ("baseline", "steered")
@@ -191,10 +188,11 @@ class _AttackRun:
         by_setting = {}
         for setting, (name, suffix) in settings.items():
             texts = prompt_texts(gib_set, self.eval_cfg.format, suffix)
-            with maybe_steer(self.model, self.hooks[name]):
-                conts = greedy_continuations(
-                    self.model, self.tokenizer, texts, g.max_new_tokens, batch
-                )
+            # cached decoding, the gate followed across steps by the hook (EOS dropped)
+            generated = greedy_generate(
+                self.model, self.tokenizer, texts, self.hooks[name], g.max_new_tokens, batch
+            )
+            conts = [c.new_ids for c in generated]
             ppl = continuation_perplexities(self.model, self.tokenizer, texts, conts, batch)
             self.metrics["gibberish"][setting] = fluency_summary(ppl, g.fluent_ppl)
             by_setting[setting] = (texts, conts, ppl)
