@@ -128,6 +128,36 @@ def bench_steering(model, tokenizer) -> dict:
     }
 
 
+# What a clamp sweep point (`dvc exp run -S clamp.value=...`) reruns.
+SWEEP_STAGES = ("clamp-config", "evaluate", "attack", "report")
+
+
+def pipeline_times() -> dict:
+    """The last `dvc repro`'s stage times (logs/timings.json, which every stage writes), the
+    whole DAG's sum, and the share of it a clamp sweep point reruns."""
+    from pipeline.timing import read_timings
+
+    timings = read_timings(ROOT / "logs" / "timings.json")
+    stages = {name: entry["seconds"] for name, entry in timings.items() if "seconds" in entry}
+    if "attack" not in stages:
+        return {"skipped": "no logs/timings.json of a whole `dvc repro`: run `make run` first"}
+    total = sum(stages.values())
+    sweep = sum(stages.get(name, 0.0) for name in SWEEP_STAGES)
+    return {
+        "stage_seconds": stages,
+        "repro_seconds": round(total, 1),
+        "sweep_point_seconds": round(sweep, 1),
+        "sweep_point_share": round(sweep / total, 3),
+        "sweep_point_target": "<= 0.25",
+        "attack_seconds": round(stages.get("attack", 0) + stages.get("attack-baseline", 0), 1),
+    }
+
+
+def say(message: str) -> None:
+    """Progress on stderr, so a long benchmark is never silent."""
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     if not MODEL_DIR.exists() or not DATA_DIR.exists():
         sys.exit("benchmarks need data/model and data/prepared: run `make run` first")
@@ -142,6 +172,7 @@ def main() -> None:
     tmp = ROOT / "benchmarks" / ".tmp"
     tmp.mkdir(exist_ok=True)
     model, tokenizer = load_model(str(MODEL_DIR))
+    say("cache throughput and peak memory")
     results["cache"] = bench_cache(model, tokenizer, tmp)
     n = 16 * 128 * 4
     results["cache"]["peak_rss_mb"] = {
@@ -149,15 +180,26 @@ def main() -> None:
         str(2 * n): cache_peak_memory_mb(2 * n, tmp),
     }
     if SAE_DIR.exists() and CLAMP.exists():
+        say("steered vs unsteered forward")
         results["steering"] = bench_steering(model, tokenizer)
     else:
         results["steering"] = "skipped: run `make run` to produce data/sae and data/clamp"
     try:
         from benchmarks.bench_attack import run as bench_attack
 
+        say("GCG seconds per step")
         results["attack"] = bench_attack()
     except ImportError as exc:
         results["attack"] = f"skipped: {exc}"
+    if SAE_DIR.exists() and CLAMP.exists():
+        try:
+            from benchmarks.bench_lm_eval import run as bench_lm_eval
+
+            say("lm-eval vs our evaluation (several minutes)")
+            results["lm_eval"] = bench_lm_eval(ROOT, log=say)
+        except ImportError as exc:
+            results["lm_eval"] = f"skipped: {exc} (pip install 'sae-unlearn[lm-eval]')"
+    results["pipeline"] = pipeline_times()
     for path in tmp.glob("*.parquet"):
         path.unlink()
     write_json(RESULTS, results)

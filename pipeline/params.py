@@ -192,7 +192,7 @@ class ReportParams(Section):
 
 class GCGParams(Section):
     n_questions: PositiveInt = 3
-    num_steps: NonNegativeInt = 30
+    num_steps: NonNegativeInt = 10
     search_width: PositiveInt = 24
     topk: PositiveInt = 64
     n_replace: PositiveInt = 1
@@ -219,6 +219,7 @@ class AttackParams(Section):
     gcg: GCGParams = Field(default_factory=GCGParams)
     gibberish: GibberishParams = Field(default_factory=GibberishParams)
     dir: str = "data/results/attack"
+    baseline_dir: str = "data/results/attack_baseline"  # attack-baseline's half
     metrics: str = "metrics/attack.json"
 
 

@@ -1,5 +1,7 @@
-"""The attack stage's orchestration: few-shot, GCG and gibberish phases against the
-unsteered baseline and the steered model, with metrics, summaries and artefacts.
+"""The attack stages' orchestration: few-shot, GCG and gibberish phases against the
+unsteered baseline and the steered model (or one of them: each model's attacks are
+independent, so the baseline's run once whatever the clamp), with metrics, summaries and
+artefacts.
 
 Timings go to `run_info`, kept out of the metrics so they stay reproducible.
 """
@@ -80,7 +82,11 @@ class _AttackRun:
         self.model, self.tokenizer, self.hooks, self.log = model, tokenizer, hooks, log
         self.cfg, self.eval_cfg = cfg, cfg.evaluation
         self.eval_set = eval_set
-        self.metrics: dict = {"format": self.eval_cfg.format, "fewshot": {m: {} for m in MODELS}}
+        self.models = [m for m in MODELS if m in hooks]
+        self.metrics: dict = {
+            "format": self.eval_cfg.format,
+            "fewshot": {m: {} for m in self.models},
+        }
         self.metrics.update(gcg={}, gibberish={})
         self.accuracy: dict = {"fewshot": {}, "gcg": {}}
         self.zero_shot: dict[str, pd.DataFrame] = {}  # each model's results without attack
@@ -134,7 +140,7 @@ class _AttackRun:
             for q, s in zip(self.eval_set["question"], self.eval_set["subject"], strict=True)
         ]
         results, per_step, curves = {}, {}, []
-        for name in MODELS:
+        for name in self.models:
             with maybe_steer(self.model, self.hooks[name]):
                 t0 = time.perf_counter()
                 result = run_gcg(
@@ -178,12 +184,10 @@ class _AttackRun:
         """Greedy continuations with and without each suffix, scored by the unsteered model."""
         g = self.cfg.gibberish
         gib_set = self.eval_set.head(g.n_prompts)
-        settings = {
-            "baseline": ("baseline", ""),
-            "baseline_suffix": ("baseline", suffixes["baseline"]),
-            "steered": ("steered", ""),
-            "steered_suffix": ("steered", suffixes["steered"]),
-        }
+        settings = {}
+        for name in self.models:
+            settings[name] = (name, "")
+            settings[f"{name}_suffix"] = (name, suffixes[name])
         batch = self.eval_cfg.batch_size
         by_setting = {}
         for setting, (name, suffix) in settings.items():
@@ -223,8 +227,8 @@ def run_attacks(
     log: Callable[[str], None] = print,
 ) -> AttackOutputs:
     """Few-shot (retain shots before each forget question), GCG and gibberish, each against
-    every model in `hooks` ("baseline": None, "steered": the clamp hook). `clock`, when
-    started before loading, times the loading as its first phase."""
+    every model in `hooks` ("baseline": None, "steered": the clamp hook; one or both).
+    `clock`, when started before loading, times the loading as its first phase."""
     clock = clock or PhaseClock()
     run = _AttackRun(
         model, tokenizer, hooks, cfg, deterministic_subset(forget, cfg.n_eval, cfg.seed), log

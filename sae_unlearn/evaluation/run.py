@@ -60,15 +60,17 @@ def evaluate_questions(
     fewshot: pd.DataFrame | None = None,
     suffix: str = "",
     progress: bool = False,
-    packed: bool = False,
+    packed: bool = True,
     max_tokens: int = 512,
     gates: ClampHook | None = None,
 ) -> pd.DataFrame:
     """Per-question results: log-likelihoods, chosen answers, correctness (acc, acc_norm).
 
-    Dense padded batches of `cfg.batch_size` by default; `packed` shares prefixes
-    (`score_sequences`, rows of up to `max_tokens` tokens), as the attacks do. With `gates`
-    (a hook attached with `steer`), where its gate opened: `evaluation.gates.GATE_COLUMNS`.
+    Packed by default (`score_sequences`, rows of up to `max_tokens` tokens): a question's
+    choices share its context, which runs once, so evaluation costs about a third of dense
+    scoring of every (question, choice) (`packed=False`: padded batches of
+    `cfg.batch_size`, as lm-eval scores). With `gates` (a hook attached with `steer`), where
+    its gate opened: `evaluation.gates.GATE_COLUMNS`.
     """
     requests = build_requests(questions, cfg.format, fewshot=fewshot, suffix=suffix)
     pairs = encode_requests(tokenizer, requests)

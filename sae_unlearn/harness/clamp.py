@@ -3,14 +3,20 @@ against its SAE before the model loads."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.run import checked_clamp
-from sae_unlearn.models import hook_name_layer
 from sae_unlearn.saes import sae_dir_checked
 from sae_unlearn.saes.identity import check_csv_sae_names, sae_identity
 from sae_unlearn.steering import ClampConfig, read_steering_csv
+
+
+def hook_name_layer(hook_name: str) -> int | None:
+    """The block a sae-lens hook name ("blocks.{layer}.hook_...") reads, or None."""
+    match = re.fullmatch(r"blocks\.(\d+)\.hook_\w+", hook_name or "")
+    return int(match.group(1)) if match else None
 
 
 def read_clamp_file(

@@ -6,8 +6,6 @@ The hook point is the residual stream after decoder block L, i.e. the output of
 
 from __future__ import annotations
 
-import re
-
 import torch
 from torch import nn
 
@@ -60,9 +58,3 @@ def layer_output(output: torch.Tensor | tuple) -> torch.Tensor:
 def resid_hook_name(layer: int) -> str:
     """The sae-lens / Gemma Scope name of the residual stream after block `layer`."""
     return f"blocks.{layer}.hook_resid_post"
-
-
-def hook_name_layer(hook_name: str) -> int | None:
-    """The block a sae-lens hook name ("blocks.{layer}.hook_...") reads, or None."""
-    match = re.fullmatch(r"blocks\.(\d+)\.hook_\w+", hook_name or "")
-    return int(match.group(1)) if match else None

@@ -10,7 +10,7 @@ from sae_unlearn.steering import clamp_prime, write_clamp_yaml
 from tests.evaluation.helpers import questions, tiny_sae
 
 
-def test_attack_stage(tmp_path, tiny_model_dir):
+def attack_project(tmp_path, tiny_model_dir):
     sae_dir = tmp_path / "sae"
     tiny_sae().save_model(sae_dir)
     write_clamp_yaml(clamp_prime(1, list(range(0, 64, 2)), -20.0), tmp_path / "clamp.yaml")
@@ -30,6 +30,7 @@ def test_attack_stage(tmp_path, tiny_model_dir):
             "n_eval": 5,
             "fewshot": [0, 2],
             "dir": str(tmp_path / "results"),
+            "baseline_dir": str(tmp_path / "baseline_half"),
             "metrics": str(tmp_path / "attack.json"),
             "gcg": {
                 "n_questions": 2,
@@ -43,8 +44,23 @@ def test_attack_stage(tmp_path, tiny_model_dir):
         },
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = CliRunner().invoke(app, ["attack", "--params", str(tmp_path / "params.yaml")])
+    return tmp_path / "params.yaml"
+
+
+def invoke(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_attack_stages(tmp_path, tiny_model_dir):
+    params = str(attack_project(tmp_path, tiny_model_dir))
+    invoke("attack-baseline", "--params", params)
+    half = json.loads((tmp_path / "baseline_half" / "metrics.json").read_text())
+    assert list(half["fewshot"]) == ["baseline", "n"]  # the baseline's half alone
+    assert set(half["gibberish"]) >= {"baseline", "baseline_suffix"}
+    assert "steered" not in half["gibberish"]
+    invoke("attack", "--params", params)
     metrics = json.loads((tmp_path / "attack.json").read_text())
     for name in ("baseline", "steered"):
         for k in ("0", "2"):
@@ -64,3 +80,14 @@ def test_attack_stage(tmp_path, tiny_model_dir):
     assert set(found["suffixes"]) == {"baseline", "steered"}
     assert len(found["samples"]) == 2
     assert "continuation" in found["samples"][0]["steered_suffix"]
+
+
+def test_steered_half_refuses_a_baseline_half_of_other_params(tmp_path, tiny_model_dir):
+    params = str(attack_project(tmp_path, tiny_model_dir))
+    result = CliRunner().invoke(app, ["attack", "--params", params])
+    assert result.exit_code == 2
+    assert "no baseline attack results" in result.output and "attack-baseline" in result.output
+    invoke("attack-baseline", "--params", params, "--num-steps", "1")
+    result = CliRunner().invoke(app, ["attack", "--params", params])
+    assert result.exit_code == 2
+    assert "another attack config" in result.output

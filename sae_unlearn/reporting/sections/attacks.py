@@ -98,6 +98,26 @@ def _fewshot_part(attack: Mapping, plots: Path, link: str, data: dict) -> Part:
     return part
 
 
+# nanoGCG's defaults, which the paper ran
+PAPER_GCG = {"num_steps": 500, "search_width": 64, "topk": 64}
+
+
+def gcg_budget(suffixes: Any) -> str | None:
+    """Which GCG budget the run used (from `suffixes.json`), beside the paper's."""
+    cfg = suffixes.get("gcg_config") if isinstance(suffixes, Mapping) else None
+    if not isinstance(cfg, Mapping) or not all(k in cfg for k in PAPER_GCG):
+        return None
+    n = len(suffixes.get("target_questions") or [])
+    used = f"{cfg['num_steps']} steps, search width {cfg['search_width']}, top-k {cfg['topk']}"
+    if all(cfg[k] == v for k, v in PAPER_GCG.items()):
+        return f"GCG budget: {used} over {n} questions: the paper's."
+    overrides = " ".join(f"-S attack.gcg.{k}={v}" for k, v in PAPER_GCG.items())
+    return (
+        f"GCG budget: {used} over {n} questions, lighter than the paper's (500 steps, width "
+        f"64, top-k 64); the paper's budget is `dvc exp run {overrides}`."
+    )
+
+
 def _gcg_part(inputs: ReportInputs, plots: Path, link: str, data: dict) -> Part:
     part = Part("GCG suffix")
     gcg = (inputs.attack or {}).get("gcg") or {}
@@ -110,6 +130,8 @@ def _gcg_part(inputs: ReportInputs, plots: Path, link: str, data: dict) -> Part:
         part.table = Table(headers, rows, [False] + [True] * len(keys))
     else:
         part.notes.append("The attack metrics carry no GCG results.")
+    if budget := gcg_budget(inputs.suffixes):
+        part.notes.append(budget)
     if inputs.gcg_loss is not None and len(inputs.gcg_loss):
         wide = gcg_wide(inputs.gcg_loss)
         cols = [c for c in wide.columns if c != "step"]

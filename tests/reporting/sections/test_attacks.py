@@ -58,3 +58,16 @@ def test_attacks_section_drops_timings_and_truncates_long_text(tmp_path: Path):
     assert data == {}
     missing, _ = attacks_section(ReportInputs(), ReportOptions(), tmp_path, "plots")
     assert missing.parts == [] and missing.notes[0][1] == ("", "attack")
+
+
+def test_gcg_budget_names_the_run_and_the_papers():
+    from sae_unlearn.reporting.sections.attacks import gcg_budget
+
+    light = {"gcg_config": {"num_steps": 10, "search_width": 16, "topk": 64}}
+    light["target_questions"] = ["q1", "q2"]
+    note = gcg_budget(light)
+    assert note.startswith("GCG budget: 10 steps, search width 16, top-k 64 over 2 questions")
+    assert "-S attack.gcg.num_steps=500 -S attack.gcg.search_width=64" in note
+    paper = {"gcg_config": {"num_steps": 500, "search_width": 64, "topk": 64}}
+    assert gcg_budget(paper).endswith("the paper's.")
+    assert gcg_budget({"steered": {}}) is None and gcg_budget(None) is None
