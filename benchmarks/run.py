@@ -20,10 +20,12 @@ from sae_unlearn.activations import CacheConfig, cache_corpus, tokenize_corpus
 from sae_unlearn.evaluation import EvalConfig, evaluate_questions
 from sae_unlearn.io import write_json
 from sae_unlearn.models import capture_residuals, load_model, run_to_layers
+from sae_unlearn.prepared import prepared_path
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "data" / "model"
 DATA_DIR = ROOT / "data" / "prepared"
+FORGET_CORPUS = prepared_path(DATA_DIR, "forget", "corpus")
 SAE_DIR = ROOT / "data" / "sae"
 CLAMP = ROOT / "data" / "clamp" / "clamp.yaml"
 RESULTS = ROOT / "benchmarks" / "results.json"
@@ -32,7 +34,7 @@ SEQ_LEN, BATCH = 128, 16
 
 
 def _texts() -> list[str]:
-    return pd.read_parquet(DATA_DIR / "forget_corpus.parquet")["text"].tolist()
+    return pd.read_parquet(FORGET_CORPUS)["text"].tolist()
 
 
 def bench_cache(model, tokenizer, tmp: Path, n_tokens: int = 16 * 128 * 6) -> dict:
@@ -80,7 +82,7 @@ def cache_peak_memory_mb(n_tokens: int, tmp: Path) -> float:
         "from sae_unlearn.models import capture_residuals, load_model, run_to_layers\n"
         "from sae_unlearn.activations import CacheConfig, cache_corpus\n"
         f"m, t = load_model({str(MODEL_DIR)!r})\n"
-        f"texts = pd.read_parquet({str(DATA_DIR / 'forget_corpus.parquet')!r})['text'].tolist()\n"
+        f"texts = pd.read_parquet({str(FORGET_CORPUS)!r})['text'].tolist()\n"
         f"cfg = CacheConfig(layers=({LAYER},), seq_len={SEQ_LEN}, batch_size={BATCH}, "
         f"max_tokens={n_tokens})\n"
         f"cache_corpus(m, t, texts, 'forget', cfg, {str(tmp / f'mem_{n_tokens}.parquet')!r}, "
@@ -117,7 +119,7 @@ def bench_steering(model, tokenizer) -> dict:
     for _ in range(2):
         plain.append(timed(False))
         steered.append(timed(True))
-    questions = pd.read_parquet(DATA_DIR / "questions" / "forget_questions.parquet").head(64)
+    questions = pd.read_parquet(prepared_path(DATA_DIR, "forget", "questions")).head(64)
     start = time.perf_counter()
     evaluate_questions(model, tokenizer, questions, EvalConfig(format="cloze", batch_size=32))
     eval_s = time.perf_counter() - start
