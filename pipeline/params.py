@@ -212,7 +212,7 @@ class GibberishParams(Section):
 
 class AttackParams(Section):
     seed: int = 0
-    n_eval: PositiveInt | None = None
+    n_eval: PositiveInt | None = 135  # a seeded half of the embedded forget set; None: all
     fewshot: list[NonNegativeInt] = Field(default_factory=lambda: [0, 1, 4, 16])
     clamp: str | None = None  # clamp config YAML; None: <clamp.dir>/clamp.yaml
     max_tokens: PositiveInt = 512
