@@ -38,7 +38,7 @@ Options = {
     "num_steps": typer.Option(None, help="override attack.gcg.num_steps"),
     "search_width": typer.Option(None, help="override attack.gcg.search_width"),
     "n_questions": typer.Option(None, help="questions GCG optimises over"),
-    "n_eval": typer.Option(None, help="forget questions evaluated (default: all)"),
+    "n_eval": typer.Option(None, help="override attack.n_eval (forget questions scored)"),
 }
 
 
@@ -62,19 +62,19 @@ def attack_config(p: Params, o: dict) -> AttackConfig:
     )
 
 
-def attack_inputs(p: Params, o: dict):
-    """The forget and retain questions, then the model and tokenizer."""
+def attack_questions(p: Params, o: dict):
+    """The forget and retain questions."""
     data_dir = Path(p.get("data.dir"))
-    forget, retain = (
+    return tuple(
         read_question_file(
             o.get(f"{role}_questions") or prepared_path(data_dir, role, "questions"), False
         )
         for role in ("forget", "retain")
     )
-    model, tokenizer = load_model(
-        str(p.pick(o.get("model_dir"), "model.dir")), p.get("model.dtype")
-    )
-    return forget, retain, model, tokenizer
+
+
+def attack_model(p: Params, o: dict):
+    return load_model(str(p.pick(o.get("model_dir"), "model.dir")), p.get("model.dtype"))
 
 
 def baseline_command(
@@ -94,7 +94,8 @@ def baseline_command(
     """Attack the unsteered baseline: the half no clamp change reruns."""
     o, p = dict(locals()), Params.load(params)
     cfg, clock = attack_config(p, o), PhaseClock()
-    forget, retain, model, tokenizer = attack_inputs(p, o)
+    forget, retain = attack_questions(p, o)
+    model, tokenizer = attack_model(p, o)
     with record_run_time() as timings:
         result = run_attacks(
             model, tokenizer, forget, retain, {"baseline": None}, cfg, clock, log=typer.echo
@@ -127,11 +128,12 @@ def steered_command(
     cfg, clock = attack_config(p, o), PhaseClock()
     sae_path = Path(p.pick(sae_dir, "sae.dir"))
     clamp_cfg = checked_clamp(sae_path, clamp_file(p, p.pick(clamp, "attack.clamp")))
-    forget, retain, model, tokenizer = attack_inputs(p, o)
-    # the baseline's half is checked before any attack runs
+    forget, retain = attack_questions(p, o)
+    # the baseline's half is checked before the model loads
     baseline_half = read_half(
         p.pick(baseline, "attack.baseline_dir"), half_record(cfg, forget, retain)
     )
+    model, tokenizer = attack_model(p, o)
     hooks = {"steered": load_clamp_hook(model, sae_path, clamp_cfg)}
     with record_run_time() as timings:
         steered = run_attacks(model, tokenizer, forget, retain, hooks, cfg, clock, log=typer.echo)

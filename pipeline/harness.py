@@ -35,8 +35,8 @@ def command(ctx: typer.Context) -> None:
             "model runs unsteered). lm-eval's options follow.\n"
         )
         args = ["run", "--help"]
-    sys.argv = ["lm-eval", *args]
+    argv, sys.argv = sys.argv, ["lm-eval", *args]
     try:
         cli_evaluate()
     finally:
-        sys.argv = [sys.argv[0]]
+        sys.argv = argv
