@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from sae_unlearn.kernels import KERNELS_ENV, LOWER_ISA_ENV
 from tests.tiny import TRAINING_TEXT, save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,14 +111,16 @@ TINY_OVERRIDES: dict[str, object] = {
 }
 
 
-def run_process(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+def run_process(
+    cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(extra_env or {})}
     env.pop("DVC_EXP_BASELINE_REV", None)
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
 
 
-def run(cmd: list[str], cwd: Path) -> str:
-    proc = run_process(cmd, cwd)
+def run(cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> str:
+    proc = run_process(cmd, cwd, extra_env)
     if proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
@@ -165,18 +168,39 @@ def tiny_repo(tmp_path_factory):
     run(["git", "commit", "-qm", "tiny"], repo)
     first = run(["dvc", "repro"], repo)
     first_hashes = output_hashes(repo)
-    # Again from scratch: every stage reruns (DVC deletes its outputs first).
-    again = run(["dvc", "repro", "--force"], repo)
+    # Again from scratch (DVC deletes the outputs first, so every stage reruns), as on an
+    # AVX2-only machine: each library capped at AVX2, which the pinned kernels must not notice.
+    again = run(["dvc", "repro", "--force"], repo, LOWER_ISA_ENV)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "repro"], repo)
     return repo, first, first_hashes, again
 
 
-def test_two_runs_from_scratch_give_the_same_output_hashes(tiny_repo):
+def test_two_runs_from_scratch_give_the_same_output_hashes_on_an_avx2_only_machine(tiny_repo):
     repo, _, first_hashes, again = tiny_repo
     assert ran_stages(again) == all_stages()
     assert output_hashes(repo) == first_hashes
     assert len(first_hashes) >= len(all_stages())
+
+
+def test_without_pinned_kernels_the_avx2_only_machine_would_differ(tiny_repo, tmp_path):
+    """The control of the test above: with the machine's own kernels, the imitated AVX2-only
+    machine does change the bytes of the cache and the SAE, so the test above can fail."""
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2"):
+        pytest.skip("this CPU has nothing wider than AVX2 to imitate a lower one with")
+    repo, _, _, _ = tiny_repo
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy)
+    stages = ["cache", "train-sae"]
+    hashes = []
+    for lower in ({}, LOWER_ISA_ENV):
+        for stage in stages:
+            run(["dvc", "repro", "--force", "-s", stage], copy, {KERNELS_ENV: "native", **lower})
+        hashes.append({k: v for k, v in output_hashes(copy).items() if k in ("data/cache", "data/sae")})
+    assert len(hashes[0]) == 2
+    assert hashes[0] != hashes[1]
 
 
 def test_repro_runs_every_stage_and_writes_metrics(tiny_repo):
