@@ -32,7 +32,11 @@ from collections.abc import MutableMapping
 KERNELS_ENV = "SAE_UNLEARN_CPU_KERNELS"
 DEFAULT_KERNELS = "avx2"
 KERNEL_SETS: dict[str, dict[str, str]] = {
-    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx2": {
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_CBWR": "AVX2,STRICT",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+    },
     "compatible": {
         "ATEN_CPU_CAPABILITY": "default",
         "MKL_CBWR": "COMPATIBLE",

@@ -105,9 +105,7 @@ def test_stage_depends_on_all_the_code_it_runs(name):
     missing = sorted(
         str(path)
         for path in code
-        if str(path) not in NO_OUTPUT_EFFECT
-        and runs_code(ROOT / path)
-        and not covered(path, deps)
+        if str(path) not in NO_OUTPUT_EFFECT and runs_code(ROOT / path) and not covered(path, deps)
     )
     assert not missing, f"stage {name} runs {missing} but dvc.yaml does not list them"
 
