@@ -19,6 +19,7 @@ import torch
 from sae_unlearn.activations import CacheConfig, cache_corpus, tokenize_corpus
 from sae_unlearn.evaluation import EvalConfig, evaluate_questions
 from sae_unlearn.io import write_json
+from sae_unlearn.kernels import kernel_set
 from sae_unlearn.models import capture_residuals, load_model, run_to_layers
 from sae_unlearn.prepared import prepared_path
 
@@ -169,6 +170,8 @@ def main() -> None:
             "cpu_count": torch.get_num_threads(),
             "torch": torch.__version__,
             "python": platform.python_version(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_kernels": kernel_set(),
         }
     }
     tmp = ROOT / "benchmarks" / ".tmp"
@@ -201,6 +204,10 @@ def main() -> None:
             results["lm_eval"] = bench_lm_eval(ROOT, log=say)
         except ImportError as exc:
             results["lm_eval"] = f"skipped: {exc} (pip install 'sae-unlearn[lm-eval]')"
+    from benchmarks.bench_kernels import run as bench_kernels
+
+    say("CPU kernel sets: cost and same bytes as an AVX2-only machine")
+    results["kernels"] = bench_kernels(MODEL_DIR, log=say)
     results["pipeline"] = pipeline_times()
     for path in tmp.glob("*.parquet"):
         path.unlink()

@@ -53,6 +53,12 @@ LOWER_ISA_ENV = {
 }
 
 
+def avx2_only_machine_env(kernels: str) -> dict[str, str]:
+    """The caps that imitate an AVX2-only machine under a kernel set: each library capped at
+    AVX2, except where the set pins that library itself (a user's value would override it)."""
+    return {key: value for key, value in LOWER_ISA_ENV.items() if key not in KERNEL_SETS[kernels]}
+
+
 def kernel_set(environ: MutableMapping[str, str] | None = None) -> str:
     """The kernel set `SAE_UNLEARN_CPU_KERNELS` names (default `avx2`); a bad name is refused."""
     environ = os.environ if environ is None else environ

@@ -19,6 +19,7 @@ from sae_unlearn.kernels import (
     KERNEL_SETS,
     KERNELS_ENV,
     LOWER_ISA_ENV,
+    avx2_only_machine_env,
     kernel_set,
     pin_cpu_kernels,
 )
@@ -100,5 +101,6 @@ def test_without_pinning_this_machines_kernels_give_other_bytes():
 def test_the_compatible_set_pins_every_library_below_avx2():
     capability, compatible = probe(**{KERNELS_ENV: "compatible"})
     assert capability == "DEFAULT"
-    lower_mkl = {"MKL_ENABLE_INSTRUCTIONS": "AVX2"}  # the other caps are below AVX2 already
-    assert probe(**{KERNELS_ENV: "compatible"}, **lower_mkl) == (capability, compatible)
+    lower = avx2_only_machine_env("compatible")
+    assert lower == {"MKL_ENABLE_INSTRUCTIONS": "AVX2"}  # it pins the others below AVX2
+    assert probe(**{KERNELS_ENV: "compatible"}, **lower) == (capability, compatible)
