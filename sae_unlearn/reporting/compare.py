@@ -139,6 +139,12 @@ def _param_columns(table: pd.DataFrame) -> list[str]:
     return columns[columns.index("rev") + 1 : columns.index("metric")]
 
 
+def _joined(columns: pd.DataFrame, sep: str) -> pd.Series:
+    """Each row's values as one string. Joined value by value: `astype(str).agg(join)` kept a
+    float (a param missing from older commits' experiments is NaN) and failed."""
+    return columns.apply(lambda row: sep.join(str(v) for v in row), axis=1)
+
+
 def seed_spread(table: pd.DataFrame) -> pd.DataFrame:
     """Per setting run under several seeds: the seeds, and each role's mean, sample standard
     deviation, min and max accuracy. A setting is the experiments' params other than the seed
@@ -151,8 +157,8 @@ def seed_spread(table: pd.DataFrame) -> pd.DataFrame:
     others = [k for k in params if k not in SEED_KEYS]
     roles = [c for c in ("forget_acc", "retain_acc", "retain_near_acc") if c in table.columns]
     keyed = table.assign(
-        _setting=table[others].astype(str).agg(", ".join, axis=1) if others else "",
-        _seed=table[seeds].astype(str).agg("/".join, axis=1),
+        _setting=_joined(table[others], ", ") if others else "",
+        _seed=_joined(table[seeds], "/"),
     ).drop_duplicates(["_setting", "_seed"])
     rows = []
     for _, group in keyed.groupby("_setting", sort=False):

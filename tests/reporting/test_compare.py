@@ -544,3 +544,21 @@ def test_compare_writes_the_retain_near_plot_and_reads_a_half(project: Path):
     assert "on the dev half" in (out / "compare.md").read_text()
     bad = run(compare.command, args + ["--half", "train"], expect_exit=2)
     assert "--half train" in bad.output
+
+
+def test_seed_spread_with_a_param_some_experiments_lack():
+    """Experiments of an older commit lack a newer param (NaN in the table) and a seed may be
+    null: the setting and seed labels still join (a float there once raised a TypeError)."""
+
+    def exp(name, seed, extra, forget):
+        params = {"sae.train.seed": seed, "select.top_k": 160}
+        if extra is not None:
+            params["clamp.gate"] = extra
+        return Experiment(name, params, halves((forget,) * 3, (0.8,) * 3, (0.9,) * 3))
+
+    table = comparison_table(
+        [exp("s0", None, "window", 0.40), exp("s1", 1, "window", 0.30), exp("old", 2, None, 0.5)]
+    )
+    rows = seed_spread(table).to_dict("records")
+    [row] = [r for r in rows if "window" in r["setting"]]
+    assert row["seeds"] == 2 and row["forget mean"] == pytest.approx(0.35)
