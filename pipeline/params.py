@@ -115,7 +115,7 @@ class SAETrainParams(Section):
 
     @model_validator(mode="after")
     def _k_within_the_dictionary(self) -> SAETrainParams:
-        if self.architecture == "topk" and self.k > self.d_sae:
+        if self.architecture in choices.SAE_TOPK_ARCHITECTURES and self.k > self.d_sae:
             raise ValueError(f"k={self.k} must be between 1 and d_sae={self.d_sae}")
         return self
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 SAE_SOURCES = ("train", "pretrained", "path")
-SAE_ARCHITECTURES = ("topk", "jumprelu", "standard")
+SAE_ARCHITECTURES = ("batchtopk", "topk", "jumprelu", "standard")
+# Those trained with k active latents per token (batchtopk: on average over a batch).
+SAE_TOPK_ARCHITECTURES = ("batchtopk", "topk")
 SAE_NORMALIZATIONS = ("expected_average_only_in", "none")
 CLAMP_MODES = ("clamp_prime", "refusal_clamp", "gated_clamp")
 GATES = ("latched", "window", "token_share")

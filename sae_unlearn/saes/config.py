@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sae_unlearn.choices import SAE_ARCHITECTURES, SAE_NORMALIZATIONS, SAE_SOURCES
+from sae_unlearn.choices import (
+    SAE_ARCHITECTURES,
+    SAE_NORMALIZATIONS,
+    SAE_SOURCES,
+    SAE_TOPK_ARCHITECTURES,
+)
 from sae_unlearn.errors import UserError
 
 SOURCES = SAE_SOURCES
@@ -44,12 +49,12 @@ class SAETrainConfig:
 
     architecture: str = "topk"
     d_sae: int = 4096
-    k: int = 32  # topk: active latents per token
+    k: int = 32  # topk: active latents per token; batchtopk: per token on average
     lr: float = 2e-3
     batch_size: int = 1024  # tokens per step
     training_tokens: int = 409_600  # total tokens seen; the cache repeats in shuffled epochs
     held_out_fraction: float = 0.1  # used by the train-sae stage for its evaluation split
-    aux_coefficient: float = 1.0  # topk: weight of the dead-latent auxiliary loss
+    aux_coefficient: float = 1.0  # topk, batchtopk: weight of the dead-latent auxiliary loss
     sparsity_coefficient: float = 1.0  # jumprelu: L0 coefficient; standard: L1 coefficient
     # Steps without firing before a latent counts as dead (and so enters the aux loss).
     # sae-lens' default (1000 steps) is longer than a whole CPU run here.
@@ -71,7 +76,7 @@ class SAETrainConfig:
             )
         if self.d_sae < 1 or self.batch_size < 1 or self.training_tokens < 1:
             raise UserError("sae.train.d_sae, batch_size and training_tokens must be positive")
-        if self.architecture == "topk" and not 1 <= self.k <= self.d_sae:
+        if self.architecture in SAE_TOPK_ARCHITECTURES and not 1 <= self.k <= self.d_sae:
             raise UserError(f"sae.train.k={self.k} must be between 1 and d_sae={self.d_sae}")
         if not 0.0 <= self.held_out_fraction < 1.0:
             raise UserError(f"sae.train.held_out_fraction={self.held_out_fraction} not in [0, 1)")

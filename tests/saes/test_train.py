@@ -48,3 +48,18 @@ def test_other_architectures_train_and_round_trip(tmp_path, sparse_data, archite
     assert sae.cfg.architecture() == architecture
     loaded = load_sae(SAESourceConfig(source="path", path=str(save_sae(sae, tmp_path / "s"))))
     torch.testing.assert_close(loaded(sparse_data[:64]), sae(sparse_data[:64]))
+
+
+def test_batchtopk_is_saved_as_jumprelu_with_one_learnt_threshold(sparse_data):
+    """BatchTopK trains with k active latents per token on average and is used as a JumpReLU
+    SAE whose single threshold sae-lens learnt while training (so the hook can encode only
+    the latents it clamps)."""
+    sae = train_sae(sparse_data, replace(FAST, architecture="batchtopk"))
+    assert sae.cfg.architecture() == "jumprelu"
+    threshold = sae.threshold.detach()
+    assert torch.all(threshold == threshold[0]) and threshold[0] > 0
+    quality = evaluate_sae(sae, sparse_data)
+    assert quality["explained_variance"] > 0.6
+    # The threshold tracks the smallest activation BatchTopK kept, so at inference about k
+    # latents pass it per token (not exactly k: it is one threshold for every token).
+    assert 0.5 * FAST.k <= quality["l0"] <= 2 * FAST.k
