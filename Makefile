@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 # The CPU build that installs offline here; on a GPU machine override, e.g.
 # `make run TORCH_SPEC="torch==2.9.1"` or install torch into .venv yourself first.
 TORCH_SPEC ?= torch==2.13.0
+# `make run` installs what the pipeline needs; tests, lint and bench add the dev tools and
+# lm-eval (the parity tests and the benchmark's reference), which `make run` never imports.
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: setup run test lint bench clean
 
@@ -13,23 +16,27 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,lm-eval]"
+	$(BIN)/python -m pip install -q -e .
 	touch $(STAMP)
 
-setup: $(STAMP)
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e ".[dev,lm-eval]"
+	touch $(DEV_STAMP)
+
+setup: $(DEV_STAMP)
 
 run: $(STAMP)
 	@test -d .dvc || (echo "no .dvc directory: run this from the project root" && exit 1)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check sae_unlearn pipeline tests benchmarks
 	$(BIN)/ruff format --check sae_unlearn pipeline tests benchmarks
 
-test: $(STAMP) lint
+test: $(DEV_STAMP) lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m benchmarks.run
 
 clean:

@@ -117,7 +117,7 @@ def bench_steering(model, tokenizer) -> dict:
     timed(False)  # warm-up
     # Interleave repeats so drifting machine load hits both sides alike.
     plain, steered = [], []
-    for _ in range(2):
+    for _ in range(4):
         plain.append(timed(False))
         steered.append(timed(True))
     questions = pd.read_parquet(prepared_path(DATA_DIR, "forget", "questions")).head(64)
@@ -126,7 +126,10 @@ def bench_steering(model, tokenizer) -> dict:
     eval_s = time.perf_counter() - start
     return {
         "steered_vs_unsteered_ratio": round(min(steered) / min(plain), 3),
-        "steered_vs_unsteered_target": "<= 1.05",
+        "steered_vs_unsteered_target": "<= 1.02",
+        "sae_architecture": hook.slice.architecture,
+        "encoded_columns": hook.slice.encoded_columns,
+        "sae_latents": hook.slice.d_sae,
         "eval_questions_per_s": round(len(questions) / eval_s, 2),
     }
 

@@ -79,6 +79,11 @@ class LatentSlice(nn.Module):
             # sae-lens decodes `f * (1 / norm) @ W_dec`; the same factor, per sliced row
             self.register_buffer("dec_scale", (1 / self.dec_norm_full)[idx].clone())
 
+    @property
+    def encoded_columns(self) -> int:
+        """Encoder columns one forward multiplies: every one for TopK, else the slice's."""
+        return self.d_sae if self.architecture == "topk" else len(self.index)
+
     def normalise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
         """SAE input normalisation, and the factor that maps decoder deltas back."""
         if self.normalisation == "constant_norm_rescale":

@@ -10,7 +10,7 @@ import torch
 from sae_unlearn.saes.config import SAESourceConfig
 from sae_unlearn.saes.io import load_sae, save_sae
 from sae_unlearn.saes.quality import evaluate_sae
-from sae_unlearn.saes.train import train_sae
+from sae_unlearn.saes.train import calibrate_batchtopk_threshold, train_sae
 from tests.saes.samples import FAST
 
 
@@ -50,16 +50,28 @@ def test_other_architectures_train_and_round_trip(tmp_path, sparse_data, archite
     torch.testing.assert_close(loaded(sparse_data[:64]), sae(sparse_data[:64]))
 
 
-def test_batchtopk_is_saved_as_jumprelu_with_one_learnt_threshold(sparse_data):
+def test_batchtopk_is_saved_as_jumprelu_with_one_calibrated_threshold(sparse_data):
     """BatchTopK trains with k active latents per token on average and is used as a JumpReLU
-    SAE whose single threshold sae-lens learnt while training (so the hook can encode only
-    the latents it clamps)."""
+    SAE with one threshold (so the hook can encode only the latents it clamps), calibrated
+    so that on the training tokens exactly k latents per token pass it on average."""
     sae = train_sae(sparse_data, replace(FAST, architecture="batchtopk"))
     assert sae.cfg.architecture() == "jumprelu"
     threshold = sae.threshold.detach()
     assert torch.all(threshold == threshold[0]) and threshold[0] > 0
     quality = evaluate_sae(sae, sparse_data)
     assert quality["explained_variance"] > 0.6
-    # The threshold tracks the smallest activation BatchTopK kept, so at inference about k
-    # latents pass it per token (not exactly k: it is one threshold for every token).
-    assert 0.5 * FAST.k <= quality["l0"] <= 2 * FAST.k
+    # 2,048 tokens, all of them in the calibration sample: the count of pre-activations
+    # above the threshold, done by hand, is k per token.
+    with torch.no_grad():
+        pre = (sparse_data - sae.b_dec) @ sae.W_enc + sae.b_enc
+    assert int((pre > threshold[0]).sum()) == FAST.k * len(sparse_data)
+    assert quality["l0"] == pytest.approx(FAST.k, abs=0.01)
+
+
+def test_batchtopk_calibration_sample_is_seeded(sparse_data):
+    sae = train_sae(sparse_data, replace(FAST, architecture="batchtopk", training_tokens=1280))
+    first = calibrate_batchtopk_threshold(sae, sparse_data, 4, seed=0, n_tokens=256)
+    again = calibrate_batchtopk_threshold(sae, sparse_data, 4, seed=0, n_tokens=256)
+    other = calibrate_batchtopk_threshold(sae, sparse_data, 4, seed=1, n_tokens=256)
+    assert first == again and first != other
+    assert float(sae.threshold.detach()[0]) == other

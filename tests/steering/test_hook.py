@@ -168,3 +168,28 @@ def test_bos_and_pads_are_left_alone_by_every_action():
     )
     # Unpadded, the same holds at position 0 when the hook is called on a tensor.
     torch.testing.assert_close(hook.edit(f[1:, :, idx]), reference_edit(f[1:], cfg)[..., idx])
+
+
+def test_batchtopk_sae_hook_encodes_only_the_latents_it_edits():
+    """A BatchTopK SAE is a JumpReLU SAE at inference: the hook keeps only the edited
+    latents' encoder columns (a TopK SAE needs all of them to find the k-th) and still
+    steers exactly as encoding, clamping and decoding the whole SAE does."""
+    from sae_unlearn.saes.config import SAETrainConfig
+    from sae_unlearn.saes.train import train_sae
+
+    g = torch.Generator().manual_seed(0)
+    train = torch.randn(1024, D_IN, generator=g) * 3
+    cfg = SAETrainConfig(
+        architecture="batchtopk", d_sae=48, k=4, batch_size=128, training_tokens=128 * 20
+    )
+    sae = train_sae(train, cfg)
+    h = torch.randn(2, 9, D_IN, generator=g) * 3
+    latents = firing_latents(sae, h, 5)
+    hook = ClampHook(sae, clamp_prime(0, latents, -30.0))
+    assert hook.slice.architecture == "jumprelu"
+    assert hook.slice.encoded_columns == len(latents) == hook.slice.W_enc.shape[1]
+    assert not hasattr(hook.slice, "W_enc_full")
+    with torch.no_grad():
+        torch.testing.assert_close(
+            hook(h), reference_steer(sae, clamp_prime(0, latents, -30.0), h), rtol=1e-5, atol=1e-5
+        )
