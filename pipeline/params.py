@@ -98,10 +98,10 @@ class CacheParams(Section):
 
 
 class SAETrainParams(Section):
-    architecture: Literal[choices.SAE_ARCHITECTURES] = "topk"
+    architecture: Literal[choices.SAE_ARCHITECTURES] = "batchtopk"
     d_sae: PositiveInt = 4096
     k: PositiveInt = 32
-    lr: float = 0.002
+    lr: float = 0.0025
     batch_size: PositiveInt = 1024
     training_tokens: PositiveInt = 409600
     held_out_fraction: float = Field(0.1, ge=0.0, lt=1.0)
@@ -142,7 +142,7 @@ class ClampParams(Section):
     # Guardrails: open where the share of triggers so far exceeds tau, calibrated as the
     # gate_quantile of trigger shares over gate_chunk-token chunks of the retain caches)
     gate: Literal[choices.GATES] = "window"
-    gate_window: PositiveInt = 8
+    gate_window: PositiveInt = 6
     gate_quantile: float = Field(0.95, ge=0.0, le=1.0)
     gate_chunk: PositiveInt = 1024
     dir: str = "data/clamp"
@@ -175,12 +175,12 @@ class ScoreParams(Section):
 class SelectParams(Section):
     dir: str = "data/selection"
     score: Literal[choices.RANKING_SCORES] = "forget_window_freq"
-    top_k: PositiveInt = 160
+    top_k: PositiveInt = 200
     retain_threshold: float | None = Field(None, ge=0.0, le=1.0)
     min_forget_freq: float = Field(0.001, ge=0.0, le=1.0)
     min_near_ratio: float | None = Field(None, gt=0.0)  # CRISP: 3
     eps: float = Field(0.0001, gt=0.0)
-    threshold_rate: float | None = Field(0.003, ge=0.0, lt=1.0)
+    threshold_rate: float | None = Field(0.004, ge=0.0, lt=1.0)
 
 
 class ReportParams(Section):

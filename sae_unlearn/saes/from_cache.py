@@ -53,6 +53,7 @@ def train_on_cache(
     info = {
         "layer": layer,
         "source": "train",
+        "trained_architecture": cfg.architecture,
         "n_train_tokens": len(train_acts),
         "training_tokens": cfg.training_tokens,
     }

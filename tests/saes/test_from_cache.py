@@ -72,9 +72,12 @@ def test_train_sae_stage_end_to_end(tmp_path, tiny_cache, saes_dir):
     assert result.exit_code == 0, result.output + repr(result.exception)
     metrics = json.loads((tmp_path / "metrics" / "sae.json").read_text())
     assert metrics["source"] == "train" and metrics["eval_split"] == "held_out"
-    assert metrics["architecture"] == "topk" and metrics["d_sae"] == 64 and metrics["layer"] == 1
+    # the default BatchTopK is saved (and used) as a JumpReLU SAE; the metrics name both
+    assert metrics["architecture"] == "jumprelu" and metrics["trained_architecture"] == "batchtopk"
+    assert metrics["d_sae"] == 64 and metrics["layer"] == 1
     assert 0 < metrics["n_tokens"] < metrics["n_train_tokens"]
-    assert metrics["l0"] <= 4 and 0 <= metrics["dead_fraction"] <= 1
+    # k = 4 on average over the training tokens; held-out tokens come close
+    assert 2 <= metrics["l0"] <= 6 and 0 <= metrics["dead_fraction"] <= 1
     assert metrics["explained_variance"] > 0.3
     sae = SAE.load_from_disk(tmp_path / "sae")
     assert sae.cfg.d_in == 32
