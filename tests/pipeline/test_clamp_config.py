@@ -63,8 +63,8 @@ def test_window_and_latched_gates(tmp_path):
     data = yaml.safe_load(params.read_text())
     del data["clamp"]["gate"], data["clamp"]["gate_window"]
     params.write_text(yaml.safe_dump(data))
-    assert run(params).exit_code == 0  # the default: the window gate tuned on dev, 8 tokens
-    assert read_clamp_yaml(tmp_path / "clamp" / "clamp.yaml").gate == Gate("window", window=8)
+    assert run(params).exit_code == 0  # the default: the window gate tuned on dev, 6 tokens
+    assert read_clamp_yaml(tmp_path / "clamp" / "clamp.yaml").gate == Gate("window", window=6)
     data["clamp"]["gate"] = "latched"
     params.write_text(yaml.safe_dump(data))
     assert run(params).exit_code == 0
