@@ -115,9 +115,10 @@ def calibrate_batchtopk_threshold(
     BatchTopK kept while training.
 
     sae-lens saves the threshold as a moving average of each training batch's smallest
-    kept activation. On a short CPU run that average still lags the weights: on the
-    embedded layer-9 cache (400 steps) it left held-out L0 at 27.6 for k = 32, explained
-    variance 0.924 and 6.2% dead latents, against 32.6, 0.928 and 3.1% once calibrated.
+    kept activation. On a short CPU run that average still lags the weights: on a
+    40k-token embedded layer-9 cache (400 steps, lr 0.002) it left held-out L0 at 27.6 for
+    k = 32, explained variance 0.924 and 6.2% dead latents, against 32.6, 0.928 and 3.1%
+    once calibrated.
     """
     generator = torch.Generator().manual_seed(seed)
     n = min(n_tokens, len(activations))
