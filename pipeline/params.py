@@ -180,7 +180,7 @@ class SelectParams(Section):
     min_forget_freq: float = Field(0.001, ge=0.0, le=1.0)
     min_near_ratio: float | None = Field(None, gt=0.0)  # CRISP: 3
     eps: float = Field(0.0001, gt=0.0)
-    threshold_rate: float | None = Field(0.004, ge=0.0, lt=1.0)
+    threshold_rate: float | None = Field(0.003, ge=0.0, lt=1.0)
 
 
 class ReportParams(Section):
