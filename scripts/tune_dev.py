@@ -26,7 +26,7 @@ from pipeline.params import Params
 from sae_unlearn.data.splits import question_splits
 from sae_unlearn.evaluation import EVAL_ROLES, EvalConfig, evaluate_sets, load_clamp_hook
 from sae_unlearn.models import load_model
-from sae_unlearn.selection.config import SelectConfig
+from sae_unlearn.selection.config import RULE_FIELDS, SelectConfig
 from sae_unlearn.selection.files import LATENTS_FILE, read_scores
 from sae_unlearn.selection.ranking import select_latents
 from sae_unlearn.steering import Gate, from_selection
@@ -79,14 +79,10 @@ def main(
         [int(k) for k in _floats(top_k)], _floats(rate), _floats(window), _floats(value)
     )
     for k, r, w, v in grid:
+        # params.yaml's selection rule, as the score stage reads it, with the grid's values
+        rule = {name: p.get(f"select.{name}") for name in RULE_FIELDS}
         select = SelectConfig(
-            top_k=k,
-            score=score or p.get("select.score"),
-            retain_threshold=p.get("select.retain_threshold"),
-            min_forget_freq=float(p.get("select.min_forget_freq")),
-            min_near_ratio=p.get("select.min_near_ratio"),
-            eps=float(p.get("select.eps")),
-            threshold_rate=r,
+            **{**rule, "threshold_rate": r}, top_k=k, score=score or p.get("select.score")
         )
         selected = select_latents(latents, select, source="scores", windows=windows)
         gate = Gate("window", window=int(w)) if w > 0 else Gate()

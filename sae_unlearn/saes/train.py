@@ -46,7 +46,7 @@ def _training_sae(cfg: SAETrainConfig, d_in: int) -> TrainingSAE:
     common = {"d_in": d_in, "d_sae": cfg.d_sae, "normalize_activations": cfg.normalization}
     if cfg.architecture == "batchtopk":
         # k active latents per token on average over a batch while training; sae-lens saves
-        # it as a JumpReLU SAE with one learnt threshold, so at inference a latent's
+        # it as a JumpReLU SAE with one threshold (calibrated in train_sae), so a latent's
         # activation depends on its own column alone and the hook encodes only those
         # it clamps (a TopK SAE needs all d_sae pre-activations to find the k-th).
         return BatchTopKTrainingSAE(
