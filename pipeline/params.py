@@ -208,6 +208,8 @@ class GibberishParams(Section):
     max_new_tokens: PositiveInt = 20
     fluent_ppl: float = 50
     n_samples: NonNegativeInt = 5
+    min_distinct_2: float = Field(0.75, ge=0, le=1)
+    max_repeat: PositiveInt = 3
 
 
 class AttackParams(Section):

@@ -40,7 +40,14 @@ def attack_project(tmp_path, tiny_model_dir):
                 "seed": 42,
                 "optim_str_init": "x x x",
             },
-            "gibberish": {"n_prompts": 3, "max_new_tokens": 4, "fluent_ppl": 1e6, "n_samples": 2},
+            "gibberish": {
+                "n_prompts": 3,
+                "max_new_tokens": 4,
+                "fluent_ppl": 1e6,
+                "n_samples": 2,
+                "min_distinct_2": 0.0,
+                "max_repeat": 4,  # 4 new tokens cannot repeat a longer n-gram
+            },
         },
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -70,7 +77,10 @@ def test_attack_stages(tmp_path, tiny_model_dir):
         assert metrics["gcg"][name]["final_loss"] <= metrics["gcg"][name]["init_loss"]
     for setting in ("baseline", "steered", "steered_suffix"):
         assert math.isfinite(metrics["gibberish"][setting]["ppl_median"])
-        assert metrics["gibberish"][setting]["fluent_share"] == 1.0  # threshold 1e6
+        # thresholds no continuation fails: perplexity 1e6, any repetition allowed
+        assert metrics["gibberish"][setting]["fluent_share"] == 1.0
+        assert metrics["gibberish"][setting]["repetitive_share"] == 0.0
+        assert 0.0 <= metrics["gibberish"][setting]["leak_share"] <= 1.0
     assert metrics["fewshot"]["n"] == 5 and metrics["gcg"]["n_questions"] == 2
     curve = pd.read_csv(tmp_path / "results" / "gcg_loss.csv")
     assert list(curve.columns) == ["step", "model", "loss"]
