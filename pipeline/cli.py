@@ -11,6 +11,7 @@ import typer
 
 from pipeline import (
     attack,
+    attack_family,
     cache,
     clamp_config,
     compare,
@@ -43,6 +44,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "evaluate": evaluate.steered_command,
     "attack-baseline": attack.baseline_command,
     "attack": attack.steered_command,
+    "attack-family": attack_family.command,
     "report": report.command,
     "compare": compare.command,
     "generate": generate.command,

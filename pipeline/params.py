@@ -51,6 +51,7 @@ LOCAL_INPUTS = {
     "model.name": ({"embedded"}, "inputs/models"),
     "sae.path": (set(), "inputs/saes"),
     "clamp.csv": (set(), "data/steering"),
+    "attack.evasion.synonyms": ({"embedded"}, "inputs/data"),
 }
 
 
@@ -212,6 +213,20 @@ class GibberishParams(Section):
     max_repeat: PositiveInt = 3
 
 
+class ICLParams(Section):
+    k: list[NonNegativeInt] = Field(default_factory=lambda: [0, 1, 4, 16])
+
+
+class EvasionParams(Section):
+    perturbations: list[Literal[choices.EVASION_PERTURBATIONS]] = Field(
+        default_factory=lambda: list(choices.EVASION_PERTURBATIONS)
+    )
+    noise_rate: float = Field(0.1, ge=0, le=1)
+    min_split: int = Field(6, ge=2)
+    filler_words: PositiveInt = 60
+    synonyms: str = "embedded"  # embedded | a JSON file of word -> replacement
+
+
 class AttackParams(Section):
     seed: int = 0
     n_eval: PositiveInt | None = 135  # a seeded half of the embedded forget set; None: all
@@ -220,6 +235,9 @@ class AttackParams(Section):
     max_tokens: PositiveInt = 512
     gcg: GCGParams = Field(default_factory=GCGParams)
     gibberish: GibberishParams = Field(default_factory=GibberishParams)
+    icl: ICLParams = Field(default_factory=ICLParams)
+    evasion: EvasionParams = Field(default_factory=EvasionParams)
+    families_dir: str = "data/results/attacks"  # <family>_baseline/ and <family>/ halves
     dir: str = "data/results/attack"
     baseline_dir: str = "data/results/attack_baseline"  # attack-baseline's half
     metrics: str = "metrics/attack.json"
@@ -291,6 +309,11 @@ class Params(Section):
     def data_dict(self) -> dict[str, Any]:
         """Every resolved parameter, defaults included (the report's params dump)."""
         return self.model_dump()
+
+
+def family_metrics_path(p: Params, family: str) -> Path:
+    """An attack family's metrics file, metrics/attack_<family>.json beside attack.metrics."""
+    return Path(p.get("attack.metrics")).with_name(f"attack_{family}.json")
 
 
 def _section(loc: tuple) -> type[BaseModel] | None:

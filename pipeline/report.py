@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from pipeline.params import Params, ParamsOption
+from pipeline.params import Params, ParamsOption, family_metrics_path
+from sae_unlearn.choices import ATTACK_FAMILIES
 from sae_unlearn.errors import UserError
 from sae_unlearn.reporting.inputs import ReportOptions, load_inputs
 from sae_unlearn.reporting.report import write_report
@@ -36,6 +37,8 @@ def command(
         "baseline": Path(p.pick(baseline, "evaluate.baseline_metrics")),
         "steered": Path(p.pick(steered, "evaluate.steered_metrics")),
         "attack": Path(p.pick(attack, "attack.metrics")),
+        "attack_accuracy": attack_path / "accuracy.json",
+        **{f"attack_{family}": family_metrics_path(p, family) for family in ATTACK_FAMILIES},
         "gcg_loss": attack_path / "gcg_loss.csv",
         "suffixes": attack_path / "suffixes.json",
         "latents": scores_path / "latents.parquet",

@@ -39,16 +39,18 @@ def read_timings(path: Path | None = None) -> dict:
 
 
 @contextmanager
-def record_run_time(path: Path | None = None) -> Iterator[dict]:
-    """Time the block and record it under the running sub-command's name; entries the
-    block adds to the yielded dict (e.g. per-phase seconds) are recorded beside it."""
+def record_run_time(path: Path | None = None, stage: str | None = None) -> Iterator[dict]:
+    """Time the block and record it under `stage`, by default the running sub-command's
+    name; entries the block adds to the yielded dict (e.g. per-phase seconds) are recorded
+    beside it."""
     holder: dict = {}
     start = time.perf_counter()
     yield holder
     # The running sub-command names the stage. Typer ships its own copy of click, so the
     # context is typer's (plain `click.get_current_context` sees none).
     ctx = get_current_context(silent=True)
-    stage = ctx.info_name if ctx is not None and ctx.info_name else "sae-unlearn"
+    if stage is None:
+        stage = ctx.info_name if ctx is not None and ctx.info_name else "sae-unlearn"
     path = path or timings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     entry = {"seconds": round(time.perf_counter() - start, 1), **holder}

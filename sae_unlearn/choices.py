@@ -18,3 +18,15 @@ GATES = ("latched", "window", "token_share")
 EVAL_FORMATS = ("cloze", "letter")
 PRIMARY_METRICS = ("acc", "acc_norm")
 RANKING_SCORES = ("forget_freq", "freq_ratio", "log_odds", "forget_window_freq", "crisp")
+# Evasion attack perturbations (sae_unlearn/attacks/perturb.py says what each does).
+EVASION_PERTURBATIONS = (
+    "upper",
+    "lower",
+    "char_noise",
+    "split_words",
+    "filler",
+    "template",
+    "synonyms",
+)
+# Attack families with a stage pair of their own (attack-<family>-baseline, attack-<family>).
+ATTACK_FAMILIES = ("icl", "evasion")

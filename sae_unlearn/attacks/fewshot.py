@@ -39,9 +39,11 @@ def fewshot_attack(
     cfg: EvalConfig,
     hooks: dict[str, ClampHook | None],
     max_tokens: int = 512,
+    gates: bool = False,
 ) -> dict[int, dict[str, pd.DataFrame]]:
     """Per k and per named model (its hook, or None), the results on `questions` with the
-    same k shots from `pool` in front of each (packed scoring, rows of `max_tokens`)."""
+    same k shots from `pool` in front of each (packed scoring, rows of `max_tokens`); with
+    `gates`, a steered model's results say where its gate opened."""
     frames: dict[int, dict[str, pd.DataFrame]] = {}
     for k in ks:
         shots = draw_shots(pool, k, seed)
@@ -56,5 +58,6 @@ def fewshot_attack(
                     fewshot=shots,
                     packed=True,
                     max_tokens=max_tokens,
+                    gates=hook if gates else None,
                 )
     return frames

@@ -55,22 +55,27 @@ def read_half(folder: str | Path, record: dict) -> AttackOutputs:
     for name in HALF_JSON:
         loaded[name] = read_input(folder / f"{name}.json", read_json, "attack results", fix)
     curves = read_input(folder / "gcg_loss.csv", pd.read_csv, "attack results", fix)
-    for key in ("config", "forget", "retain"):
-        if loaded["run"].get(key) != record[key]:
-            what = "with another attack config" if key == "config" else f"on other {key} questions"
-            raise UserError(
-                f"{folder} was attacked {what} than this run's. Fix: rerun "
-                "`sae-unlearn attack-baseline` with the same params (dvc repro does)"
-            )
+    check_record(loaded["run"], record, folder, "rerun `sae-unlearn attack-baseline`")
     return AttackOutputs(loaded["metrics"], loaded["accuracy"], loaded["suffixes"], curves, {})
 
 
-def _joined(first: Any, second: Any) -> Any:
+def check_record(found: dict, record: dict, folder: Path, fix: str) -> None:
+    """A baseline half must have run with this run's config and on its questions."""
+    for key in record:
+        if found.get(key) != record[key]:
+            what = "with another attack config" if key == "config" else f"on other {key} questions"
+            raise UserError(
+                f"{folder} was attacked {what} than this run's. Fix: {fix} with the same "
+                "params (dvc repro does)"
+            )
+
+
+def joined(first: Any, second: Any) -> Any:
     """Mappings joined key by key (`first`'s keys first); other values must agree."""
     if isinstance(first, Mapping) and isinstance(second, Mapping):
         keys = list(first) + [k for k in second if k not in first]
         return {
-            k: _joined(first[k], second[k])
+            k: joined(first[k], second[k])
             if k in first and k in second
             else (first[k] if k in first else second[k])
             for k in keys
@@ -82,17 +87,17 @@ def _joined(first: Any, second: Any) -> Any:
 
 def join_halves(baseline: AttackOutputs, steered: AttackOutputs) -> AttackOutputs:
     """One run's outputs, as both models attacked together give them."""
-    suffixes = _joined(
+    suffixes = joined(
         {k: v for k, v in baseline.suffixes.items() if k != "samples"},
         {k: v for k, v in steered.suffixes.items() if k != "samples"},
     )
     samples = [
-        _joined(a, b)
+        joined(a, b)
         for a, b in zip(baseline.suffixes["samples"], steered.suffixes["samples"], strict=True)
     ]
     return AttackOutputs(
-        metrics=_joined(baseline.metrics, steered.metrics),
-        accuracy=_joined(baseline.accuracy, steered.accuracy),
+        metrics=joined(baseline.metrics, steered.metrics),
+        accuracy=joined(baseline.accuracy, steered.accuracy),
         suffixes={**suffixes, "samples": samples},
         loss_curves=pd.concat([baseline.loss_curves, steered.loss_curves], ignore_index=True),
         run_info=steered.run_info,

@@ -6,7 +6,8 @@
   " {choice}".
 
 Evaluation, few-shot examples, GCG's prompt split and the generation prompts all build
-their text here.
+their text here. `template="qa"` ("Q: ...\nA:") is not lm-eval's: it is the evasion
+attack's other template, a wording a user might type instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ LETTERS = ("A", "B", "C", "D")
 SUBJECT_NAMES = {"wmdp_bio": "biology", "wmdp-bio": "biology"}
 # Stands in for an attack suffix while a prompt is split around it.
 _SUFFIX_MARKER = "\x00SUFFIX\x00"
+# Per template and format: the label before the question and the one the answer follows.
+TEMPLATES = {
+    "lm-eval": {"cloze": ("Question: ", "Answer:"), "letter": ("", "Answer:")},
+    "qa": {"cloze": ("Q: ", "A:"), "letter": ("Q: ", "A:")},
+}
 
 
 def subject_description(subject: str) -> str:
@@ -31,19 +37,25 @@ def task_description(subject: str, fmt: str) -> str:
     return subject_description(subject) if fmt == "letter" else ""
 
 
-def question_body(question: str, choices: Sequence[str], fmt: str) -> str:
+def question_body(
+    question: str, choices: Sequence[str], fmt: str, template: str = "lm-eval"
+) -> str:
+    label = TEMPLATES[template][fmt][0]
     if fmt == "letter":
-        lines = [question.strip()] + [f"{L}. {c}" for L, c in zip(LETTERS, choices, strict=True)]
+        lines = [label + question.strip()]
+        lines += [f"{L}. {c}" for L, c in zip(LETTERS, choices, strict=True)]
         return "\n".join(lines)
-    return f"Question: {question.strip()}"
+    return f"{label}{question.strip()}"
 
 
-def format_prompt(question: str, choices: Sequence[str], fmt: str, suffix: str = "") -> str:
+def format_prompt(
+    question: str, choices: Sequence[str], fmt: str, suffix: str = "", template: str = "lm-eval"
+) -> str:
     """The prompt up to and including "Answer:"; `suffix` (an attack string) goes just before."""
-    body = question_body(question, choices, fmt)
+    body = question_body(question, choices, fmt, template)
     if suffix:
         body = f"{body} {suffix}"
-    return f"{body}\nAnswer:"
+    return f"{body}\n{TEMPLATES[template][fmt][1]}"
 
 
 def answer_choices(choices: Sequence[str], fmt: str) -> tuple[str, ...]:
@@ -63,14 +75,14 @@ def target_continuation(choices: Sequence[str], answer: int, fmt: str) -> str:
     return answer_continuations(choices, fmt)[answer]
 
 
-def solved_examples(shots: pd.DataFrame | None, fmt: str) -> str:
+def solved_examples(shots: pd.DataFrame | None, fmt: str, template: str = "lm-eval") -> str:
     """Few-shot examples, each a prompt, its correct continuation and a blank line."""
     if shots is None:
         return ""
     text = ""
     for ex in shots.itertuples(index=False):
         choices = list(ex.choices)
-        text += format_prompt(ex.question, choices, fmt)
+        text += format_prompt(ex.question, choices, fmt, template=template)
         text += target_continuation(choices, int(ex.answer), fmt) + "\n\n"
     return text
 
@@ -82,18 +94,26 @@ def question_prompt(
     fmt: str,
     suffix: str = "",
     examples: str = "",
+    template: str = "lm-eval",
 ) -> str:
     """A whole prompt: description, solved `examples` (from `solved_examples`), question."""
-    return task_description(subject, fmt) + examples + format_prompt(question, choices, fmt, suffix)
+    prompt = format_prompt(question, choices, fmt, suffix, template)
+    return task_description(subject, fmt) + examples + prompt
 
 
 def prompt_texts(
-    questions: pd.DataFrame, fmt: str, suffix: str = "", fewshot: pd.DataFrame | None = None
+    questions: pd.DataFrame,
+    fmt: str,
+    suffix: str = "",
+    fewshot: pd.DataFrame | None = None,
+    template: str = "lm-eval",
 ) -> list[str]:
     """The prompts (up to "Answer:") of `questions`, with `fewshot` rows as solved examples."""
-    examples = solved_examples(fewshot, fmt)
+    examples = solved_examples(fewshot, fmt, template)
     return [
-        question_prompt(row.question, list(row.choices), row.subject, fmt, suffix, examples)
+        question_prompt(
+            row.question, list(row.choices), row.subject, fmt, suffix, examples, template
+        )
         for row in questions.itertuples(index=False)
     ]
 

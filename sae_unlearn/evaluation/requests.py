@@ -28,9 +28,10 @@ def build_requests(
     fmt: str,
     fewshot: pd.DataFrame | None = None,
     suffix: str = "",
+    template: str = "lm-eval",
 ) -> list[Request]:
     """lm-eval style requests; `fewshot` rows are prepended as solved examples."""
-    contexts = prompt_texts(questions, fmt, suffix=suffix, fewshot=fewshot)
+    contexts = prompt_texts(questions, fmt, suffix=suffix, fewshot=fewshot, template=template)
     return [
         Request(
             context=context,

@@ -63,6 +63,7 @@ def evaluate_questions(
     packed: bool = True,
     max_tokens: int = 512,
     gates: ClampHook | None = None,
+    template: str = "lm-eval",
 ) -> pd.DataFrame:
     """Per-question results: log-likelihoods, chosen answers, correctness (acc, acc_norm).
 
@@ -70,9 +71,9 @@ def evaluate_questions(
     choices share its context, which runs once, so evaluation costs about a third of dense
     scoring of every (question, choice) (`packed=False`: padded batches of
     `cfg.batch_size`, as lm-eval scores). With `gates` (a hook attached with `steer`), where
-    its gate opened: `evaluation.gates.GATE_COLUMNS`.
+    its gate opened: `evaluation.gates.GATE_COLUMNS`. `template`: `prompts.TEMPLATES`.
     """
-    requests = build_requests(questions, cfg.format, fewshot=fewshot, suffix=suffix)
+    requests = build_requests(questions, cfg.format, fewshot, suffix, template)
     pairs = encode_requests(tokenizer, requests)
     recorder = GateRecorder(gates, len(pairs)) if gates is not None else None
     if packed:

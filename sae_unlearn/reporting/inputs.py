@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from sae_unlearn.choices import ATTACK_FAMILIES
 from sae_unlearn.errors import UserError
 from sae_unlearn.io import read_json
 from sae_unlearn.reporting.constants import ROLES
@@ -33,6 +34,10 @@ class ReportInputs:
     baseline: Mapping | None = None
     steered: Mapping | None = None
     attack: Mapping | None = None
+    # the attack stage's full accuracy summaries (with intervals), data/results/attack
+    attack_accuracy: Mapping | None = None
+    # family -> its metrics/attack_<family>.json (attack families with stages of their own)
+    attack_families: Mapping[str, Mapping] | None = None
     gcg_loss: pd.DataFrame | None = None
     suffixes: Any = None
     latents: pd.DataFrame | None = None
@@ -54,7 +59,18 @@ class ReportOptions:
 
 
 # How each input is read, by name (ReportInputs' field names).
-_JSON_INPUTS = ("cache", "sae", "baseline", "steered", "attack", "suffixes", "clamp")
+_JSON_INPUTS = (
+    "cache",
+    "sae",
+    "baseline",
+    "steered",
+    "attack",
+    "attack_accuracy",
+    "suffixes",
+    "clamp",
+)
+# `attack_<family>`: an attack family's metrics, gathered into `attack_families`
+FAMILY_INPUTS = tuple(f"attack_{family}" for family in ATTACK_FAMILIES)
 _PARQUET_INPUTS = ("latents", "contexts", "selected")
 _FOLDER_INPUTS = ("steered_results",)  # a folder of `{role}.parquet`
 
@@ -97,7 +113,10 @@ def load_inputs(
             continue
         if not path.is_file():
             continue
-        if name in _JSON_INPUTS:
+        if name in FAMILY_INPUTS:
+            family = name.removeprefix("attack_")
+            loaded.setdefault("attack_families", {})[family] = read_json_input(path)
+        elif name in _JSON_INPUTS:
             loaded[name] = read_json_input(path)
         elif name in _PARQUET_INPUTS:
             loaded[name] = pd.read_parquet(path)

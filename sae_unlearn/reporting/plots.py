@@ -64,7 +64,12 @@ def accuracy_rows(baseline: Mapping | None, steered: Mapping | None, metric: str
     return pd.DataFrame(rows)
 
 
-def plot_accuracy(rows: pd.DataFrame, metric: str, path: Path) -> None:
+def plot_accuracy(
+    rows: pd.DataFrame,
+    metric: str,
+    path: Path,
+    title: str = "Accuracy per subject: baseline vs steered",
+) -> None:
     labels = list(dict.fromkeys(rows["label"]))
     models = [m for m in MODELS if m in set(rows["model"])]
     fig = new_figure(7.5, 1.2 + 0.45 * len(labels) * max(1, len(models)) / 1.5)
@@ -90,7 +95,7 @@ def plot_accuracy(rows: pd.DataFrame, metric: str, path: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlim(0, 1.02)
     ax.set_xlabel(f"{metric} (95% bootstrap interval)")
-    ax.set_title("Accuracy per subject: baseline vs steered")
+    ax.set_title(title)
     # Below the axes: inside, it would hide bars and intervals.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize="small")
     save_png(fig, path)

@@ -1,4 +1,5 @@
-"""Attacks: few-shot curve, GCG suffix, any other attack metrics, found suffixes."""
+"""Attacks: the summary over every family, few-shot curve, GCG suffix, any other attack
+metrics, found suffixes."""
 
 from __future__ import annotations
 
@@ -12,8 +13,18 @@ import pandas as pd
 from sae_unlearn.reporting.constants import MODELS
 from sae_unlearn.reporting.document import Figure, Table, figure, missing
 from sae_unlearn.reporting.format import Rich, flatten, fmt, visible
-from sae_unlearn.reporting.inputs import ReportInputs, ReportOptions, is_timing_key
+from sae_unlearn.reporting.inputs import (
+    FAMILY_INPUTS,
+    ReportInputs,
+    ReportOptions,
+    is_timing_key,
+)
 from sae_unlearn.reporting.plots import plot_lines
+from sae_unlearn.reporting.sections.attack_summary import (
+    attack_rows,
+    summary_figure,
+    summary_table,
+)
 
 
 def _acc_value(value: Any) -> float | None:
@@ -143,6 +154,30 @@ def _gcg_part(inputs: ReportInputs, plots: Path, link: str, data: dict) -> Part:
     return part
 
 
+def _summary_part(inputs: ReportInputs, plots: Path, link: str, data: dict) -> Part | None:
+    rows = attack_rows(inputs)
+    if not len(rows):
+        return None
+    part = Part("Summary: forget accuracy under every attack", summary_table(rows))
+    part.figure = summary_figure(rows, plots, link, data)
+    part.notes.append(
+        "95% bootstrap intervals over the scored forget questions. Gate open: the share of "
+        "them on which the steered model's gate opened. In-context (icl) scores the test "
+        "half with shots from the dev half, so its k=0 row differs from few-shot's."
+    )
+    return part
+
+
+def _family_notes(inputs: ReportInputs) -> list[Rich]:
+    """Families whose metrics file is missing."""
+    present = set(inputs.attack_families or {})
+    return [
+        missing(inputs, name)
+        for name in FAMILY_INPUTS
+        if name.removeprefix("attack_") not in present and name in inputs.sources
+    ]
+
+
 def _other_parts(attack: Mapping) -> list[Part]:
     """Anything else the attack stage reports (gibberish checks, ...), as flat tables;
     run times go to the timing section instead."""
@@ -180,9 +215,13 @@ def attacks_section(
     inputs: ReportInputs, opts: ReportOptions, plots: Path, link: str
 ) -> tuple[Attacks, dict[str, pd.DataFrame]]:
     data: dict[str, pd.DataFrame] = {}
+    summary = _summary_part(inputs, plots, link, data)
+    notes = _family_notes(inputs)
     if not inputs.attack:
-        return Attacks(notes=[missing(inputs, "attack")]), data
-    parts = [_fewshot_part(inputs.attack, plots, link, data), _gcg_part(inputs, plots, link, data)]
+        notes.insert(0, missing(inputs, "attack"))
+        return Attacks([summary] if summary else [], notes), data
+    parts = [summary] if summary else []
+    parts += [_fewshot_part(inputs.attack, plots, link, data), _gcg_part(inputs, plots, link, data)]
     parts += _other_parts(inputs.attack)
     parts.append(_suffixes_part(inputs, opts))
-    return Attacks(parts), data
+    return Attacks(parts, notes), data

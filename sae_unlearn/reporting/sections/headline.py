@@ -18,6 +18,7 @@ from sae_unlearn.reporting.format import Rich, fmt, fmt_ci
 from sae_unlearn.reporting.inputs import ReportInputs, primary_metric
 from sae_unlearn.reporting.plots import accuracy_figure
 from sae_unlearn.reporting.sections.accuracy import present_models
+from sae_unlearn.reporting.sections.attack_summary import attack_rows, strongest_attack
 from sae_unlearn.reporting.sections.attacks import fewshot_frame
 
 
@@ -86,9 +87,12 @@ def gcg_summary(attack: Mapping) -> str | None:
 
 def attack_summary(inputs: ReportInputs) -> str:
     """One line: the steered model's forget accuracy under its strongest attacks."""
+    rows = attack_rows(inputs)
+    strongest = strongest_attack(rows) if len(rows) else None
     if not inputs.attack:
-        return "not run yet"
+        return strongest or "not run yet"
     parts = [p for p in (fewshot_worst_case(inputs.attack), gcg_summary(inputs.attack)) if p]
+    parts += [strongest] if strongest else []
     return "; ".join(parts) if parts else "no few-shot or GCG results"
 
 

@@ -1,0 +1,87 @@
+"""What every attack family gives, per model, and how the baseline's and the steered
+model's halves are written, checked and joined.
+
+A family's stage pair (`attack-<family>-baseline`, `attack-<family>`) runs one model each:
+the baseline's half does not read the clamp, so a clamp sweep point reruns only the steered
+half, which joins the baseline's. A half is a folder of `metrics.json` (model -> setting ->
+figures), `accuracy.json` (the same with full bootstrap summaries), any extra JSON records,
+and `run.json`: the config and the questions, which the two halves must share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sae_unlearn.attacks.halves import check_record, joined
+from sae_unlearn.choices import ATTACK_FAMILIES
+from sae_unlearn.errors import MissingInputError, read_input
+from sae_unlearn.evaluation.gates import gate_summary
+from sae_unlearn.evaluation.metrics import accuracy_summary
+from sae_unlearn.io import atomic_dir, read_json, write_json
+
+FAMILIES = ATTACK_FAMILIES
+
+
+@dataclass
+class FamilyOutputs:
+    metrics: dict = field(default_factory=dict)  # model -> setting -> {acc, ...}; plus counts
+    accuracy: dict = field(default_factory=dict)  # model -> setting -> accuracy summary
+    records: dict[str, Any] = field(default_factory=dict)  # name -> JSON (e.g. samples)
+
+
+def add_setting(
+    out: FamilyOutputs, model: str, setting: str, frame: pd.DataFrame, bootstrap: int, seed: int
+) -> dict:
+    """Score one (model, setting): accuracy with its 95% interval, and where the clamp's
+    gate opened (`gate_share`: None for the unsteered baseline)."""
+    summary = accuracy_summary(frame, bootstrap, seed)
+    gate = gate_summary(frame)["share"] if "gate_opened" in frame else None
+    out.accuracy.setdefault(model, {})[setting] = summary
+    figures = {
+        "acc": summary["acc"],
+        "acc_ci": summary["acc_ci"],
+        "gate_share": gate,
+    }
+    out.metrics.setdefault(model, {})[setting] = figures
+    return figures
+
+
+def write_family_half(outputs: FamilyOutputs, record: dict, folder: str | Path) -> None:
+    with atomic_dir(folder) as tmp:
+        write_json(tmp / "metrics.json", outputs.metrics)
+        write_json(tmp / "accuracy.json", outputs.accuracy)
+        for name, data in outputs.records.items():
+            write_json(tmp / f"{name}.json", data)
+        write_json(tmp / "run.json", record)
+
+
+def read_family_half(folder: str | Path, record: dict, family: str) -> FamilyOutputs:
+    """The baseline's half in `folder`, refused unless it ran with `record`'s config and
+    questions."""
+    folder = Path(folder)
+    fix = f"run `sae-unlearn attack-family {family} --model baseline` (`dvc repro` does)"
+    if not folder.is_dir():
+        raise MissingInputError(f"no baseline {family} attack results in {folder}. Fix: {fix}")
+    loaded = {
+        path.stem: read_input(path, read_json, "attack results", fix)
+        for path in sorted(folder.glob("*.json"))
+    }
+    for name in ("metrics", "accuracy", "run"):
+        if name not in loaded:
+            raise MissingInputError(f"{folder} has no {name}.json. Fix: {fix}")
+    check_record(loaded["run"], record, folder, fix)
+    extra = {k: v for k, v in loaded.items() if k not in ("metrics", "accuracy", "run")}
+    return FamilyOutputs(loaded["metrics"], loaded["accuracy"], extra)
+
+
+def join_family_halves(baseline: FamilyOutputs, steered: FamilyOutputs) -> FamilyOutputs:
+    """One family's outputs for both models (keys present in both halves must agree)."""
+    return FamilyOutputs(
+        metrics=joined(baseline.metrics, steered.metrics),
+        accuracy=joined(baseline.accuracy, steered.accuracy),
+        records=joined(baseline.records, steered.records),
+    )

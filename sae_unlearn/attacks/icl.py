@@ -1,0 +1,67 @@
+"""In-context relearning: k solved forget-topic questions before each forget question.
+
+The shots come from the dev half of the forget questions and the test half is scored, so
+no scored question is ever shown solved. Shot sets are nested across k (`draw_shots`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+from torch import nn
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from sae_unlearn.attacks.family import FamilyOutputs, add_setting
+from sae_unlearn.attacks.fewshot import fewshot_attack
+from sae_unlearn.attacks.subsets import deterministic_subset
+from sae_unlearn.data.splits import question_splits
+from sae_unlearn.errors import UserError
+from sae_unlearn.evaluation.config import EvalConfig
+from sae_unlearn.steering import ClampHook
+
+
+@dataclass(frozen=True)
+class ICLConfig:
+    ks: tuple[int, ...] = (0, 1, 4, 16)  # 0: no shots, the reference on the same questions
+    seed: int = 0
+
+
+def pool_and_scored(
+    forget: pd.DataFrame, n_eval: int | None, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The dev half (the shot pool) and a seeded subset of `n_eval` of the test half."""
+    halves = pd.Series(question_splits(forget["question"]), index=forget.index)
+    pool = forget[halves == "dev"].reset_index(drop=True)
+    test = forget[halves == "test"].reset_index(drop=True)
+    if len(test) == 0:
+        raise UserError(
+            "the in-context attack scores the test half, but no forget question is in it"
+        )
+    return pool, deterministic_subset(test, n_eval, seed)
+
+
+def icl_attack(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    forget: pd.DataFrame,
+    hooks: dict[str, ClampHook | None],
+    cfg: ICLConfig,
+    eval_cfg: EvalConfig,
+    n_eval: int | None = None,
+    max_tokens: int = 512,
+    log: Callable[[str], None] = print,
+) -> FamilyOutputs:
+    """Per k and model: accuracy on the scored test-half questions with k dev-half shots."""
+    pool, scored = pool_and_scored(forget, n_eval, cfg.seed)
+    frames = fewshot_attack(
+        model, tokenizer, scored, pool, cfg.ks, cfg.seed, eval_cfg, hooks, max_tokens, gates=True
+    )
+    out = FamilyOutputs()
+    for k, by_model in frames.items():
+        for name, frame in by_model.items():
+            fig = add_setting(out, name, f"k={k}", frame, eval_cfg.bootstrap, eval_cfg.seed)
+            log(f"in-context k={k} {name}: acc {fig['acc']:.3f}")
+    out.metrics.update(n=len(scored), pool=len(pool))
+    return out

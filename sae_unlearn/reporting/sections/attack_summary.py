@@ -1,0 +1,101 @@
+"""The attack summary: forget accuracy under every attack setting of every family, baseline
+vs steered with 95% intervals, and where the steered model's gate opened."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from sae_unlearn.reporting.constants import MODELS
+from sae_unlearn.reporting.document import Table, figure
+from sae_unlearn.reporting.format import fmt
+from sae_unlearn.reporting.inputs import ReportInputs
+from sae_unlearn.reporting.plots import plot_accuracy
+
+SUMMARY_PNG = "attack_summary.png"
+
+
+def _row(model: str, family: str, setting: str, acc: float, ci, gate=None) -> dict:
+    ci = list(ci) if ci else [float("nan"), float("nan")]
+    return {
+        "model": model,
+        "label": f"{family}: {setting}",
+        "family": family,
+        "setting": setting,
+        "acc": float(acc),
+        "acc_lo": float(ci[0]),
+        "acc_hi": float(ci[1]),
+        "gate_share": gate,
+    }
+
+
+def attack_rows(inputs: ReportInputs) -> pd.DataFrame:
+    """One row per (model, family, setting): few-shot and GCG from the attack stage's
+    accuracy summaries, then each family's metrics file."""
+    rows = []
+    accuracy = inputs.attack_accuracy or {}
+    for model in MODELS:
+        for k, summary in ((accuracy.get("fewshot") or {}).get(model) or {}).items():
+            rows.append(_row(model, "fewshot", f"k={k}", summary["acc"], summary.get("acc_ci")))
+        if summary := (accuracy.get("gcg") or {}).get(model):
+            rows.append(_row(model, "gcg", "suffix", summary["acc"], summary.get("acc_ci")))
+    for family, metrics in (inputs.attack_families or {}).items():
+        for model in MODELS:
+            by_setting = metrics.get(model)
+            if not isinstance(by_setting, Mapping):
+                continue
+            for setting, fig in by_setting.items():
+                rows.append(
+                    _row(
+                        model, family, setting, fig["acc"], fig.get("acc_ci"), fig.get("gate_share")
+                    )
+                )
+    return pd.DataFrame(rows)
+
+
+def _cell(row: pd.Series | None) -> str:
+    if row is None:
+        return "–"
+    return f"{fmt(row['acc'], 3)} [{fmt(row['acc_lo'], 3)}, {fmt(row['acc_hi'], 3)}]"
+
+
+def summary_table(rows: pd.DataFrame) -> Table:
+    """attack, setting, baseline and steered accuracy [95% interval], steered gate share."""
+    table_rows = []
+    for label in dict.fromkeys(rows["label"]):
+        part = rows[rows["label"] == label]
+        by_model = {r["model"]: r for _, r in part.iterrows()}
+        steered = by_model.get("steered")
+        gate = None if steered is None else steered["gate_share"]
+        first = part.iloc[0]
+        table_rows.append(
+            [first["family"], first["setting"]]
+            + [_cell(by_model.get(m)) for m in MODELS]
+            + [fmt(gate, 3) if gate is not None and not pd.isna(gate) else "–"]
+        )
+    headers = ["attack", "setting", "baseline forget acc", "steered forget acc", "gate open"]
+    return Table(headers, table_rows, [False, False, True, True, True])
+
+
+def strongest_attack(rows: pd.DataFrame) -> str | None:
+    """The setting under which the steered model answers most forget questions."""
+    steered = rows[rows["model"] == "steered"]
+    if not len(steered):
+        return None
+    top = steered.loc[steered["acc"].idxmax()]
+    text = f"strongest: {top['label']} {fmt(float(top['acc']), 3)}"
+    base = rows[(rows["model"] == "baseline") & (rows["label"] == top["label"])]
+    if len(base):
+        text += f" (baseline {fmt(float(base['acc'].iloc[0]), 3)})"
+    return text
+
+
+def summary_figure(rows: pd.DataFrame, plots: Path, link: str, data: dict):
+    """attack_summary.png and its data (attack_summary.csv)."""
+    plot_accuracy(
+        rows, "acc", plots / SUMMARY_PNG, "Forget accuracy under attack: baseline vs steered"
+    )
+    data["attack_summary.csv"] = rows
+    return figure(plots, link, SUMMARY_PNG, "forget accuracy per attack and setting")
