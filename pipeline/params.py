@@ -205,7 +205,7 @@ class GCGParams(Section):
 
 
 class GibberishParams(Section):
-    n_prompts: PositiveInt = 16
+    n_prompts: PositiveInt = 8
     max_new_tokens: PositiveInt = 20
     fluent_ppl: float = 50
     n_samples: NonNegativeInt = 5
@@ -223,13 +223,13 @@ class EvasionParams(Section):
     )
     noise_rate: float = Field(0.1, ge=0, le=1)
     min_split: int = Field(6, ge=2)
-    filler_words: PositiveInt = 60
+    filler_words: PositiveInt = 40
     synonyms: str = "embedded"  # embedded | a JSON file of word -> replacement
 
 
 class AttackParams(Section):
     seed: int = 0
-    n_eval: PositiveInt | None = 135  # a seeded half of the embedded forget set; None: all
+    n_eval: PositiveInt | None = 68  # a seeded quarter of the embedded forget set; None: all
     fewshot: list[NonNegativeInt] = Field(default_factory=lambda: [0, 1, 4, 16])
     clamp: str | None = None  # clamp config YAML; None: <clamp.dir>/clamp.yaml
     max_tokens: PositiveInt = 512

@@ -50,7 +50,13 @@ def add_setting(
     return figures
 
 
+HALF_FILES = ("metrics", "accuracy", "run")
+
+
 def write_family_half(outputs: FamilyOutputs, record: dict, folder: str | Path) -> None:
+    clash = set(outputs.records) & set(HALF_FILES)
+    if clash:  # a programming error: a record would overwrite the half's own files
+        raise ValueError(f"attack records may not be named {sorted(clash)}")
     with atomic_dir(folder) as tmp:
         write_json(tmp / "metrics.json", outputs.metrics)
         write_json(tmp / "accuracy.json", outputs.accuracy)
@@ -70,11 +76,11 @@ def read_family_half(folder: str | Path, record: dict, family: str) -> FamilyOut
         path.stem: read_input(path, read_json, "attack results", fix)
         for path in sorted(folder.glob("*.json"))
     }
-    for name in ("metrics", "accuracy", "run"):
+    for name in HALF_FILES:
         if name not in loaded:
             raise MissingInputError(f"{folder} has no {name}.json. Fix: {fix}")
     check_record(loaded["run"], record, folder, fix)
-    extra = {k: v for k, v in loaded.items() if k not in ("metrics", "accuracy", "run")}
+    extra = {k: v for k, v in loaded.items() if k not in HALF_FILES}
     return FamilyOutputs(loaded["metrics"], loaded["accuracy"], extra)
 
 

@@ -15,7 +15,9 @@ from sae_unlearn.evaluation.run import evaluate_questions, maybe_steer
 from sae_unlearn.steering import ClampHook
 
 
-def draw_shots(pool: pd.DataFrame, k: int, seed: int) -> pd.DataFrame | None:
+def draw_shots(
+    pool: pd.DataFrame, k: int, seed: int, pool_name: str = "retain"
+) -> pd.DataFrame | None:
     """The first `k` of one seeded permutation of `pool`, so shot sets are nested across k
     (the 16-shot prompt extends the 4-shot one) and differences between k are not noise
     from redrawing. `None` for k = 0."""
@@ -24,7 +26,10 @@ def draw_shots(pool: pd.DataFrame, k: int, seed: int) -> pd.DataFrame | None:
     if k == 0:
         return None
     if k > len(pool):
-        raise UserError(f"{k}-shot needs {k} retain questions but only {len(pool)} exist")
+        raise UserError(
+            f"{k}-shot needs {k} {pool_name} questions but only {len(pool)} exist. Fix: "
+            "use fewer shots"
+        )
     order = np.random.default_rng(seed).permutation(len(pool))
     return pool.iloc[order[:k]].reset_index(drop=True)
 
@@ -40,13 +45,14 @@ def fewshot_attack(
     hooks: dict[str, ClampHook | None],
     max_tokens: int = 512,
     gates: bool = False,
+    pool_name: str = "retain",
 ) -> dict[int, dict[str, pd.DataFrame]]:
     """Per k and per named model (its hook, or None), the results on `questions` with the
     same k shots from `pool` in front of each (packed scoring, rows of `max_tokens`); with
     `gates`, a steered model's results say where its gate opened."""
     frames: dict[int, dict[str, pd.DataFrame]] = {}
     for k in ks:
-        shots = draw_shots(pool, k, seed)
+        shots = draw_shots(pool, k, seed, pool_name)
         frames[k] = {}
         for name, hook in hooks.items():
             with maybe_steer(model, hook):

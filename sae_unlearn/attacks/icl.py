@@ -56,7 +56,17 @@ def icl_attack(
     """Per k and model: accuracy on the scored test-half questions with k dev-half shots."""
     pool, scored = pool_and_scored(forget, n_eval, cfg.seed)
     frames = fewshot_attack(
-        model, tokenizer, scored, pool, cfg.ks, cfg.seed, eval_cfg, hooks, max_tokens, gates=True
+        model,
+        tokenizer,
+        scored,
+        pool,
+        cfg.ks,
+        cfg.seed,
+        eval_cfg,
+        hooks,
+        max_tokens,
+        gates=True,
+        pool_name="dev-half forget",
     )
     out = FamilyOutputs()
     for k, by_model in frames.items():

@@ -25,7 +25,7 @@ from sae_unlearn.errors import UserError
 # "Q: ...\nA:" instead of lm-eval's "Question: ...\nAnswer:"; synonyms: table words
 # (those that most often open the gate) replaced by paraphrases.
 PERTURBATIONS = EVASION_PERTURBATIONS
-_WORD = re.compile(r"[A-Za-z]+")
+_WORD = re.compile(r"[^\W\d_]+")  # runs of letters, accented ones included
 
 
 def question_rng(seed: int, text: str) -> np.random.Generator:
@@ -63,22 +63,27 @@ def split_words(text: str, min_letters: int) -> str:
     return _WORD.sub(split, text)
 
 
-def _cased_like(original: str, replacement: str) -> str:
-    if original.isupper() and len(original) > 1:
+def _cased_like(word: str, key: str, replacement: str) -> str:
+    """The replacement in the case the word departs from its table key with: all capitals,
+    or a capital first letter; a word written as its key (an acronym, a name) takes the
+    replacement as written."""
+    if word == key:
+        return replacement
+    if word.isupper() and len(word) > 1 and not key.isupper():
         return replacement.upper()
-    if original[:1].isupper():
+    if word[:1].isupper() and not key[:1].isupper():
         return replacement[:1].upper() + replacement[1:]
     return replacement
 
 
 def replace_synonyms(text: str, table: Mapping[str, str]) -> str:
     """Whole words found in `table` (case-insensitively) replaced, keeping their case."""
-    lookup = {k.casefold(): v for k, v in table.items()}
+    lookup = {k.casefold(): (k, v) for k, v in table.items()}
 
     def swap(m: re.Match) -> str:
         word = m.group(0)
-        new = lookup.get(word.casefold())
-        return word if new is None else _cased_like(word, new)
+        entry = lookup.get(word.casefold())
+        return word if entry is None else _cased_like(word, *entry)
 
     return _WORD.sub(swap, text)
 

@@ -108,6 +108,8 @@ TINY_OVERRIDES: dict[str, object] = {
     "attack.gibberish.n_prompts": 2,
     "attack.gibberish.max_new_tokens": 4,
     "attack.gibberish.n_samples": 1,
+    "attack.icl.k": [0, 1],
+    "attack.evasion.filler_words": 8,
 }
 
 
@@ -237,6 +239,13 @@ def test_repro_runs_every_stage_and_writes_metrics(tiny_repo):
     clamp = yaml.safe_load((repo / "data/clamp/clamp.yaml").read_text())
     assert clamp["mode"] == "gated_clamp" and len(clamp["rows"]) == 3
     assert {row["hook_action"] for row in clamp["rows"]} == {"clamp_gated"}
+    for family, settings in (("icl", {"k=0", "k=1"}), ("evasion", {"none", "synonyms"})):
+        metrics = json.loads((repo / f"metrics/attack_{family}.json").read_text())
+        for model in ("baseline", "steered"):
+            assert settings <= set(metrics[model])
+            assert all(0.0 <= fig["acc"] <= 1.0 for fig in metrics[model].values())
+        assert metrics["baseline"]["none" if family == "evasion" else "k=0"]["gate_share"] is None
+    assert "Summary: forget accuracy under every attack" in report
     assert "Data and pipelines are up to date" in run(["dvc", "status"], repo)
 
 
@@ -277,13 +286,23 @@ def test_misspelt_param_is_refused_with_the_key_named(tiny_repo):
 def test_clamp_experiment_reruns_only_downstream_stages(tiny_repo):
     repo, *_ = tiny_repo
     out = run(["dvc", "exp", "run", "-S", "clamp.value=-40"], repo)
-    expected = {"clamp-config", "evaluate", "attack", "report"} & all_stages()
-    # attack-baseline does not read the clamp: the sweep point reruns the steered half only
-    assert ran_stages(out) == expected and "attack-baseline" in all_stages()
+    steered_halves = {"attack", "attack-icl", "attack-evasion"}
+    expected = {"clamp-config", "evaluate", "report"} | steered_halves
+    # no attack-*-baseline stage reads the clamp: the sweep point reruns the steered halves
+    assert ran_stages(out) == expected
+    assert {"attack-baseline", "attack-icl-baseline", "attack-evasion-baseline"} <= all_stages()
     table = run(["dvc", "exp", "show", "--csv"], repo)
     header = table.splitlines()[0].split(",")
     assert "alignment" in header and "clamp.value" in header
     assert any(",-40.0," in line or ",-40," in line for line in table.splitlines()[1:])
+
+
+def test_an_attack_family_param_reruns_only_that_family(tiny_repo):
+    repo, *_ = tiny_repo
+    out = run(["dvc", "exp", "run", "-S", "attack.evasion.noise_rate=0.3"], repo)
+    assert ran_stages(out) == {"attack-evasion-baseline", "attack-evasion", "report"}
+    metrics = json.loads((repo / "metrics/attack_evasion.json").read_text())
+    assert metrics["steered"]["char_noise"]["gate_share"] is not None
 
 
 def test_cache_param_change_reruns_cache_and_below(tiny_repo):
