@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -75,8 +76,12 @@ def run() -> dict:
             tokenizer, model.get_input_embeddings().num_embeddings, CFG.allow_non_ascii
         )
         out = {"model": which, "clamp": clamp, "threads": torch.get_num_threads()}
+        warm_up = replace(CFG, num_steps=1)
         for name, h in (("baseline", None), ("steered", hook)):
             with maybe_steer(model, h):
+                # One untimed step first: the first forwards and backwards of a process pay
+                # for allocation and kernel set-up (one cold run read 22.4 s/step, not 3.3).
+                run_gcg(model, tokenizer, prompts, warm_up, allowed=allowed)
                 start = time.perf_counter()
                 result = run_gcg(model, tokenizer, prompts, CFG, allowed=allowed)
                 seconds = time.perf_counter() - start

@@ -134,8 +134,27 @@ def bench_steering(model, tokenizer) -> dict:
     }
 
 
-# What a clamp sweep point (`dvc exp run -S clamp.value=...`) reruns.
-SWEEP_STAGES = ("clamp-config", "evaluate", "attack", "report")
+def sweep_stages(dvc_yaml: Path = ROOT / "dvc.yaml") -> set[str]:
+    """What a clamp sweep point (`dvc exp run -S clamp.value=...`) reruns: clamp-config and
+    every stage downstream of it, read from dvc.yaml's outputs and dependencies."""
+    import yaml
+
+    stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
+
+    def paths(entries) -> list[str]:
+        return [e if isinstance(e, str) else next(iter(e)) for e in entries or []]
+
+    outs = {n: paths(s.get("outs")) + paths(s.get("metrics")) for n, s in stages.items()}
+    found, todo = {"clamp-config"}, ["clamp-config"]
+    while todo:
+        made = outs[todo.pop()]
+        for name, stage in stages.items():
+            deps = paths(stage.get("deps"))
+            reads = any(d == o or d.startswith(o + "/") for d in deps for o in made)
+            if name not in found and reads:
+                found.add(name)
+                todo.append(name)
+    return found
 
 
 def pipeline_times() -> dict:
@@ -148,14 +167,18 @@ def pipeline_times() -> dict:
     if "attack" not in stages:
         return {"skipped": "no logs/timings.json of a whole `dvc repro`: run `make run` first"}
     total = sum(stages.values())
-    sweep = sum(stages.get(name, 0.0) for name in SWEEP_STAGES)
+    sweep_names = sweep_stages()
+    sweep = sum(stages.get(name, 0.0) for name in sweep_names)
     return {
+        "sweep_point_stages": sorted(sweep_names),
         "stage_seconds": stages,
         "repro_seconds": round(total, 1),
         "sweep_point_seconds": round(sweep, 1),
         "sweep_point_share": round(sweep / total, 3),
         "sweep_point_target": "<= 0.25",
-        "attack_seconds": round(stages.get("attack", 0) + stages.get("attack-baseline", 0), 1),
+        "attack_seconds": round(
+            sum(v for k, v in stages.items() if k == "attack" or k.startswith("attack-")), 1
+        ),
     }
 
 

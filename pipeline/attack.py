@@ -44,7 +44,7 @@ Options = {
 
 def attack_config(p: Params, o: dict) -> AttackConfig:
     """attack.* with the CLI's overrides `o` (the `Options` given)."""
-    gcg = {k: v for k, v in p.get("attack.gcg").items() if k != "n_questions"}
+    gcg = {k: v for k, v in p.get("attack.gcg").items() if k not in ("n_questions", "eval_every")}
     gcg.update({k: o[k] for k in GCG_OVERRIDES if o.get(k) is not None})
     return AttackConfig(
         evaluation=EvalConfig(
@@ -57,6 +57,7 @@ def attack_config(p: Params, o: dict) -> AttackConfig:
         fewshot=tuple(o.get("fewshot") or p.get("attack.fewshot")),
         n_eval=p.pick(o.get("n_eval"), "attack.n_eval"),
         n_questions=p.pick(o.get("n_questions"), "attack.gcg.n_questions"),
+        gcg_eval_every=p.get("attack.gcg.eval_every"),
         gcg=GCGConfig(max_tokens=p.get("attack.max_tokens"), **gcg),
         gibberish=GibberishConfig(**p.get("attack.gibberish")),
     )

@@ -1,4 +1,5 @@
-"""attack-family FAMILY: one attack family (`icl`, `evasion`) against one model.
+"""attack-family FAMILY: one attack family (`icl`, `evasion`, `whitebox`, `relearn`) against
+one model.
 
 DVC runs each family as a stage pair: `--model baseline` (attack-<family>-baseline) does not
 read the clamp, so a clamp sweep point does not rerun it; `--model steered`
@@ -31,8 +32,10 @@ from sae_unlearn.attacks.family import (
 )
 from sae_unlearn.attacks.icl import ICLConfig, icl_attack
 from sae_unlearn.attacks.perturb import filler_paragraph
-from sae_unlearn.attacks.subsets import deterministic_subset
+from sae_unlearn.attacks.relearn import RelearnConfig, forget_passages, relearn_attack
+from sae_unlearn.attacks.subsets import deterministic_subset, pool_and_scored
 from sae_unlearn.attacks.synonyms import read_synonyms
+from sae_unlearn.attacks.whitebox import WhiteboxConfig, recovery, whitebox_attack
 from sae_unlearn.data import prepared_path, read_question_file
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation import EvalConfig, checked_clamp, load_clamp_hook
@@ -47,82 +50,93 @@ def family_dirs(p: Params, family: str) -> tuple[Path, Path]:
     return root / f"{family}_baseline", root / family
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _corpus(p: Params, role: str) -> list[str]:
+    path = prepared_path(Path(p.get("data.dir")), role, "corpus")
+    if not path.is_file():
+        raise UserError(f"no {role} corpus at {path}. Fix: run `dvc repro prepare-data`")
+    return pd.read_parquet(path, columns=["text"])["text"].tolist()
+
+
+def _whitebox_layer(p: Params) -> int:
+    layer = p.get("attack.whitebox.layer")
+    if layer is not None:
+        return layer
+    if p.get("sae.layer") < 1:
+        raise UserError(
+            "attack.whitebox.layer: the SAE sits after block 0, so no block comes before it. "
+            "Fix: set attack.whitebox.layer"
+        )
+    return p.get("sae.layer") - 1
+
+
 class _Plan:
-    """A family's config and inputs, read and checked before any model loads."""
+    """A family's config, inputs and runner, read and checked before any model loads; its
+    `record` is what the baseline's half must share with the steered one."""
 
     def __init__(self, family: str, p: Params, forget: pd.DataFrame) -> None:
-        self.family, self.p = family, p
         self.eval_cfg = EvalConfig(
             format=p.get("evaluate.format"),
             batch_size=p.get("evaluate.batch_size"),
             bootstrap=p.get("evaluate.bootstrap"),
             seed=p.get("seed"),
         )
-        self.forget, self.n_eval = forget, p.get("attack.n_eval")
-        self.max_tokens = p.get("attack.max_tokens")
-        seed = p.get("attack.seed")
-        extra: dict = {}
+        self.n_eval, self.max_tokens = p.get("attack.n_eval"), p.get("attack.max_tokens")
+        self.common = {"eval_cfg": self.eval_cfg, "max_tokens": self.max_tokens, "log": typer.echo}
+        seed, extra = p.get("attack.seed"), {}
+        fingerprints = {"forget": question_fingerprint(forget)}
         if family == "icl":
             self.cfg = ICLConfig(ks=tuple(p.get("attack.icl.k")), seed=seed)
-        else:
+            self.inputs = {"forget": forget, "n_eval": self.n_eval}
+            self.attack = icl_attack
+        elif family == "evasion":
             e = p.get("attack.evasion")
             self.cfg = EvasionConfig(
+                **{k: e[k] for k in ("noise_rate", "min_split", "filler_words")},
                 perturbations=tuple(e["perturbations"]),
-                noise_rate=e["noise_rate"],
-                min_split=e["min_split"],
-                filler_words=e["filler_words"],
                 seed=seed,
             )
             check_perturbations(self.cfg.perturbations)
-            corpus = prepared_path(Path(p.get("data.dir")), "retain", "corpus")
-            if not corpus.is_file():
-                raise UserError(f"no retain corpus at {corpus}. Fix: run `dvc repro prepare-data`")
-            documents = pd.read_parquet(corpus, columns=["text"])["text"].tolist()
-            self.filler = filler_paragraph(documents, self.cfg.filler_words)
-            self.synonyms = read_synonyms(e["synonyms"])
-            table = json.dumps(self.synonyms, sort_keys=True).encode()
-            extra = {"filler": self.filler, "synonyms_sha256": hashlib.sha256(table).hexdigest()}
-        self.record = {
-            "config": json.loads(
-                json.dumps(
-                    {
-                        "family": family,
-                        **asdict(self.cfg),
-                        "evaluation": asdict(self.eval_cfg),
-                        "n_eval": self.n_eval,
-                        "max_tokens": self.max_tokens,
-                        **extra,
-                    }
-                )
-            ),
-            "forget": question_fingerprint(forget),
-        }
+            filler = filler_paragraph(_corpus(p, "retain"), self.cfg.filler_words)
+            synonyms = read_synonyms(e["synonyms"])
+            table = json.dumps(synonyms, sort_keys=True).encode()
+            extra = {"filler": filler, "synonyms_sha256": _sha256(table)}
+            questions = deterministic_subset(forget, self.n_eval, seed)
+            self.inputs = {"questions": questions, "filler": filler, "synonyms": synonyms}
+            self.attack = evasion_attack
+        elif family == "whitebox":
+            w = {k: v for k, v in p.get("attack.whitebox").items() if k != "layer"}
+            w["bounds"] = tuple(w["bounds"])
+            self.cfg = WhiteboxConfig(**w, layer=_whitebox_layer(p), seed=seed)
+            pool, scored = pool_and_scored(forget, self.n_eval, seed)
+            self.inputs = {"pool": pool, "scored": scored}
+            self.attack = whitebox_attack
+        else:
+            self.cfg = RelearnConfig(**p.get("attack.relearn"), seed=seed)
+            retain = read_question_file(
+                prepared_path(Path(p.get("data.dir")), "retain", "questions"), False
+            )
+            self.documents = _corpus(p, "forget")
+            _, scored = pool_and_scored(forget, self.n_eval, seed)
+            retain = deterministic_subset(retain, self.n_eval, seed)
+            fingerprints["retain"] = question_fingerprint(retain)
+            extra = {"forget_corpus_sha256": _sha256("\x00".join(self.documents).encode())}
+            self.inputs = {"forget": scored, "retain": retain}
+            self.attack = self._relearn
+        config = {"family": family, **asdict(self.cfg), "evaluation": asdict(self.eval_cfg)}
+        config.update(n_eval=self.n_eval, max_tokens=self.max_tokens, **extra)
+        self.record = {"config": json.loads(json.dumps(config)), **fingerprints}
+
+    def _relearn(self, model, tokenizer, hooks, cfg, **kwargs) -> FamilyOutputs:
+        passages = forget_passages(tokenizer, self.documents, cfg.n_passages, cfg.seq_len, cfg.seed)
+        return relearn_attack(model, tokenizer, passages, hooks=hooks, cfg=cfg, **kwargs)
 
     def run(self, model, tokenizer, hooks) -> FamilyOutputs:
-        if self.family == "icl":
-            return icl_attack(
-                model,
-                tokenizer,
-                self.forget,
-                hooks,
-                self.cfg,
-                self.eval_cfg,
-                self.n_eval,
-                self.max_tokens,
-                log=typer.echo,
-            )
-        questions = deterministic_subset(self.forget, self.n_eval, self.cfg.seed)
-        return evasion_attack(
-            model,
-            tokenizer,
-            questions,
-            hooks,
-            self.cfg,
-            self.eval_cfg,
-            self.filler,
-            self.synonyms,
-            self.max_tokens,
-            log=typer.echo,
+        return self.attack(
+            model, tokenizer, hooks=hooks, cfg=self.cfg, **self.inputs, **self.common
         )
 
 
@@ -167,6 +181,8 @@ def command(
         typer.echo(f"{family} baseline half -> {baseline_dir}")
         return
     result = join_family_halves(baseline_half, outputs)
+    if family == "whitebox":
+        result.metrics["recovery"] = recovery(result.metrics)
     write_family_half(result, plan.record, joined_dir)
     write_json(family_metrics_path(p, family), result.metrics)
     typer.echo(f"{family} -> {joined_dir}, {family_metrics_path(p, family)}")

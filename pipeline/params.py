@@ -193,6 +193,7 @@ class ReportParams(Section):
 
 class GCGParams(Section):
     n_questions: PositiveInt = 3
+    eval_every: PositiveInt = 5  # the budget curve: accuracy every this many steps
     num_steps: NonNegativeInt = 10
     search_width: PositiveInt = 24
     topk: PositiveInt = 64
@@ -227,6 +228,29 @@ class EvasionParams(Section):
     synonyms: str = "embedded"  # embedded | a JSON file of word -> replacement
 
 
+class WhiteboxParams(Section):
+    n_train: PositiveInt = 8
+    soft_tokens: PositiveInt = 20
+    soft_steps: NonNegativeInt = 10
+    soft_lr: float = Field(0.05, gt=0)
+    layer: NonNegativeInt | None = None  # residual attack after this block; None: sae.layer - 1
+    bounds: list[float] = Field(default_factory=lambda: [0.1, 0.3])
+    residual_steps: NonNegativeInt = 10
+    residual_lr: float = Field(0.1, gt=0)
+
+
+class RelearnParams(Section):
+    method: Literal[choices.RELEARN_METHODS] = "lora"
+    n_passages: PositiveInt = 8
+    seq_len: PositiveInt = 128
+    batch_size: PositiveInt = 2
+    steps: NonNegativeInt = 8
+    eval_every: PositiveInt = 4
+    lr: float = Field(1e-3, gt=0)
+    lora_rank: PositiveInt = 8
+    top_layers: PositiveInt = 2
+
+
 class AttackParams(Section):
     seed: int = 0
     n_eval: PositiveInt | None = 68  # a seeded quarter of the embedded forget set; None: all
@@ -237,6 +261,8 @@ class AttackParams(Section):
     gibberish: GibberishParams = Field(default_factory=GibberishParams)
     icl: ICLParams = Field(default_factory=ICLParams)
     evasion: EvasionParams = Field(default_factory=EvasionParams)
+    whitebox: WhiteboxParams = Field(default_factory=WhiteboxParams)
+    relearn: RelearnParams = Field(default_factory=RelearnParams)
     families_dir: str = "data/results/attacks"  # <family>_baseline/ and <family>/ halves
     dir: str = "data/results/attack"
     baseline_dir: str = "data/results/attack_baseline"  # attack-baseline's half

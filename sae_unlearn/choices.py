@@ -29,4 +29,6 @@ EVASION_PERTURBATIONS = (
     "synonyms",
 )
 # Attack families with a stage pair of their own (attack-<family>-baseline, attack-<family>).
-ATTACK_FAMILIES = ("icl", "evasion")
+ATTACK_FAMILIES = ("icl", "evasion", "whitebox", "relearn")
+# How the relearning attack fine-tunes: LoRA adapters (peft) or the last blocks in full.
+RELEARN_METHODS = ("lora", "top_layers")

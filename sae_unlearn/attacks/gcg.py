@@ -75,6 +75,37 @@ def _embedding_scale(embedding: nn.Module) -> float:
     return float(scale) if not torch.is_tensor(scale) else float(scale.item())
 
 
+def target_loss(
+    model: nn.Module, prompts: Sequence[GCGPrompt], suffix: torch.Tensor | None
+) -> torch.Tensor:
+    """The mean over prompts of the mean target-token cross-entropy with `suffix` embeddings
+    `[n, d]` (the embedding module's output, Gemma's scale included; None: no suffix)
+    between each prompt's `before` and `after`; differentiable in `suffix` and in anything
+    a hook on the model adds."""
+    device = next(model.parameters()).device
+    embedding = model.get_input_embeddings()
+    n_suffix = 0 if suffix is None else len(suffix)
+    width = max(len(p.before) + n_suffix + len(p.after) + len(p.target) for p in prompts)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
+    targets = Targets()
+    pieces = []
+    for j, p in enumerate(prompts):
+        before = embedding(torch.tensor([p.before], device=device))[0].detach()
+        rest = embedding(torch.tensor([p.after + p.target], device=device))[0].detach()
+        parts = [before, rest] if suffix is None else [before, suffix, rest]
+        row = torch.cat(parts, dim=0)
+        pieces.append(torch.nn.functional.pad(row, (0, 0, 0, width - len(row))))
+        mask[j, : len(row)] = 1
+        targets.add(j, len(p.before) + n_suffix + len(p.after), p.target, row=j)
+    hidden = final_hidden(
+        decoder(model), None, inputs_embeds=torch.stack(pieces), attention_mask=mask
+    )
+    logits = output_logits(model, hidden[targets.rows, targets.cols]).float()
+    logprob, _ = sequence_logprobs(logits, targets, len(prompts))
+    counts = torch.tensor([len(p.target) for p in prompts], device=device, dtype=logprob.dtype)
+    return (-logprob / counts).mean()
+
+
 def token_gradient(
     model: nn.Module, prompts: Sequence[GCGPrompt], ids: torch.Tensor
 ) -> tuple[torch.Tensor, float]:
@@ -87,29 +118,12 @@ def token_gradient(
     device = next(model.parameters()).device
     embedding = model.get_input_embeddings()
     scale = _embedding_scale(embedding)
-    base = decoder(model)
     with torch.enable_grad():
-        suffix = embedding(ids.to(device)[None]).detach().requires_grad_(True)
-        width = max(len(p.before) + ids.numel() + len(p.after) + len(p.target) for p in prompts)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
-        targets = Targets()
-        pieces = []
-        for j, p in enumerate(prompts):
-            before = embedding(torch.tensor([p.before], device=device))[0].detach()
-            rest = embedding(torch.tensor([p.after + p.target], device=device))[0].detach()
-            row = torch.cat([before, suffix[0], rest], dim=0)
-            pieces.append(torch.nn.functional.pad(row, (0, 0, 0, width - len(row))))
-            mask[j, : len(row)] = 1
-            targets.add(j, len(p.before) + ids.numel() + len(p.after), p.target, row=j)
-        embeds = torch.stack(pieces)
-        hidden = final_hidden(base, None, inputs_embeds=embeds, attention_mask=mask)
-        logits = output_logits(model, hidden[targets.rows, targets.cols]).float()
-        logprob, _ = sequence_logprobs(logits, targets, len(prompts))
-        counts = torch.tensor([len(p.target) for p in prompts], device=device, dtype=logprob.dtype)
-        loss = (-logprob / counts).mean()
+        suffix = embedding(ids.to(device)[None])[0].detach().requires_grad_(True)
+        loss = target_loss(model, prompts, suffix)
         (grad_embeds,) = torch.autograd.grad(loss, suffix)
     weight = embedding.weight.detach()
-    grad = (grad_embeds[0].to(weight.dtype) * scale) @ weight.T
+    grad = (grad_embeds.to(weight.dtype) * scale) @ weight.T
     return grad.float(), float(loss.detach())
 
 

@@ -15,9 +15,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.attacks.family import FamilyOutputs, add_setting
 from sae_unlearn.attacks.fewshot import fewshot_attack
-from sae_unlearn.attacks.subsets import deterministic_subset
-from sae_unlearn.data.splits import question_splits
-from sae_unlearn.errors import UserError
+from sae_unlearn.attacks.subsets import pool_and_scored
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.steering import ClampHook
 
@@ -26,20 +24,6 @@ from sae_unlearn.steering import ClampHook
 class ICLConfig:
     ks: tuple[int, ...] = (0, 1, 4, 16)  # 0: no shots, the reference on the same questions
     seed: int = 0
-
-
-def pool_and_scored(
-    forget: pd.DataFrame, n_eval: int | None, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The dev half (the shot pool) and a seeded subset of `n_eval` of the test half."""
-    halves = pd.Series(question_splits(forget["question"]), index=forget.index)
-    pool = forget[halves == "dev"].reset_index(drop=True)
-    test = forget[halves == "test"].reset_index(drop=True)
-    if len(test) == 0:
-        raise UserError(
-            "the in-context attack scores the test half, but no forget question is in it"
-        )
-    return pool, deterministic_subset(test, n_eval, seed)
 
 
 def icl_attack(

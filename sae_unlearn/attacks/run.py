@@ -59,6 +59,7 @@ class AttackConfig:
     n_eval: int | None = None  # forget questions scored (None: all)
     n_questions: int = 3  # forget questions GCG optimises over
     gcg: GCGConfig = field(default_factory=GCGConfig)
+    gcg_eval_every: int = 5  # the budget curve: accuracy with the suffix every this many steps
     gibberish: GibberishConfig = field(default_factory=GibberishConfig)
 
 
@@ -159,10 +160,12 @@ class _AttackRun:
                 )
                 per_step[name] = round((time.perf_counter() - t0) / max(1, len(result.losses)), 2)
                 frame = self.evaluate(suffix=result.best_string)
+                curve = self._budget_curve(result)
                 if name not in self.zero_shot:
                     self.zero_shot[name] = self.evaluate()
             results[name] = result
             self.metrics["gcg"][name] = self._gcg_metrics(name, result, frame, frame[held_out])
+            self.metrics["gcg"][name]["acc_by_step"] = curve
             steps = len(result.losses)
             curves.append(pd.DataFrame({"step": [0], "model": [name], "loss": [result.init_loss]}))
             curves.append(
@@ -171,6 +174,19 @@ class _AttackRun:
         self.metrics["gcg"]["n_questions"] = len(targets)
         self.metrics["gcg"]["n_eval"] = len(self.eval_set)
         return targets, results, per_step, pd.concat(curves, ignore_index=True)
+
+    def _budget_curve(self, result: GCGResult) -> dict[str, float]:
+        """Accuracy with the suffix GCG held at step 0 (its initial string) and every
+        `gcg_eval_every` steps: what a smaller budget would have found."""
+        steps = len(result.losses)
+        every = max(1, self.cfg.gcg_eval_every)
+        suffixes = {0: self.cfg.gcg.optim_str_init.strip()}
+        suffixes.update({s: result.strings[s - 1] for s in range(every, steps + 1, every)})
+        # a skipped step (no candidate left) holds "": the question without a suffix
+        return {
+            str(step): float(self.evaluate(suffix=suffix)["correct"].mean())
+            for step, suffix in suffixes.items()
+        }
 
     def _gcg_metrics(self, name: str, result: GCGResult, frame, held_out) -> dict:
         summary = self.summary(frame)

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 import sae_unlearn.evaluation.run as evaluation_run
-from sae_unlearn.attacks.icl import ICLConfig, icl_attack, pool_and_scored
+from sae_unlearn.attacks.icl import ICLConfig, icl_attack
+from sae_unlearn.attacks.subsets import pool_and_scored
 from sae_unlearn.data.splits import question_split
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.config import EvalConfig

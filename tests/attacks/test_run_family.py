@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from tests.attacks.test_run import attack_project, invoke
+from tests.tiny import TRAINING_TEXT
 
 RETAIN_TEXT = "The Nile flows north through the desert to the sea, past old farms and towns. " * 3
 
@@ -21,11 +22,23 @@ def family_project(tmp_path, tiny_model_dir):
     pd.DataFrame({"text": ["too short", RETAIN_TEXT], "source": ["a", "b"]}).to_parquet(
         corpora / "retain_corpus.parquet"
     )
+    pd.DataFrame({"text": TRAINING_TEXT[:6], "source": ["f"] * 6}).to_parquet(
+        corpora / "forget_corpus.parquet"
+    )
+    params["sae"]["layer"] = 1  # the tiny clamp's layer: whitebox's default is the one before
     params["attack"].update(
         n_eval=None,
         families_dir=str(tmp_path / "families"),
         icl={"k": [0, 1]},
         evasion={"perturbations": ["upper", "filler", "template"], "filler_words": 5},
+        whitebox={
+            "n_train": 2,
+            "soft_tokens": 3,
+            "soft_steps": 2,
+            "bounds": [0.2],
+            "residual_steps": 2,
+        },
+        relearn={"n_passages": 2, "seq_len": 8, "batch_size": 2, "steps": 2, "eval_every": 1},
     )
     params_path.write_text(yaml.safe_dump(params))
     return params_path
@@ -33,7 +46,13 @@ def family_project(tmp_path, tiny_model_dir):
 
 def test_family_halves_join_into_metrics(tmp_path, tiny_model_dir):
     params = str(family_project(tmp_path, tiny_model_dir))
-    for family, settings in (("icl", ["k=0", "k=1"]), ("evasion", ["none", "upper", "filler"])):
+    families = (
+        ("icl", ["k=0", "k=1"]),
+        ("evasion", ["none", "upper", "filler"]),
+        ("whitebox", ["none", "soft_prompt", "residual_0.2"]),
+        ("relearn", ["step=0", "step=1", "step=2"]),
+    )
+    for family, settings in families:
         invoke("attack-family", family, "--model", "baseline", "--params", params)
         half_dir = tmp_path / "families" / f"{family}_baseline"
         half = json.loads((half_dir / "metrics.json").read_text())
@@ -42,11 +61,16 @@ def test_family_halves_join_into_metrics(tmp_path, tiny_model_dir):
         metrics = json.loads((tmp_path / f"attack_{family}.json").read_text())
         for setting in settings:
             assert metrics["baseline"][setting]["gate_share"] is None
-            assert 0.0 <= metrics["steered"][setting]["gate_share"] <= 1.0
+            if family in ("icl", "evasion"):  # scored with the gate recorded
+                assert 0.0 <= metrics["steered"][setting]["gate_share"] <= 1.0
             low, high = metrics["steered"][setting]["acc_ci"]
             assert low <= metrics["steered"][setting]["acc"] <= high
         joined = tmp_path / "families" / family
         assert json.loads((joined / "metrics.json").read_text()) == metrics
+    whitebox = json.loads((tmp_path / "attack_whitebox.json").read_text())
+    assert set(whitebox["recovery"]) == {"soft_prompt", "residual_0.2"}
+    relearn = json.loads((tmp_path / "attack_relearn.json").read_text())
+    assert 0.0 <= relearn["steered"]["step=2"]["retain_acc"] <= 1.0
     examples = json.loads((tmp_path / "families" / "evasion" / "examples.json").read_text())
     # the filler: the first 5 words of the first retain document that has 5
     assert examples["filler"][0].startswith("The Nile flows north through ")

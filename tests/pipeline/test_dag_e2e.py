@@ -110,6 +110,15 @@ TINY_OVERRIDES: dict[str, object] = {
     "attack.gibberish.n_samples": 1,
     "attack.icl.k": [0, 1],
     "attack.evasion.filler_words": 8,
+    "attack.whitebox.n_train": 2,
+    "attack.whitebox.soft_tokens": 3,
+    "attack.whitebox.soft_steps": 2,
+    "attack.whitebox.residual_steps": 2,
+    "attack.whitebox.bounds": [0.2],
+    "attack.relearn.n_passages": 2,
+    "attack.relearn.seq_len": 16,
+    "attack.relearn.steps": 2,
+    "attack.relearn.eval_every": 1,
 }
 
 
@@ -239,13 +248,23 @@ def test_repro_runs_every_stage_and_writes_metrics(tiny_repo):
     clamp = yaml.safe_load((repo / "data/clamp/clamp.yaml").read_text())
     assert clamp["mode"] == "gated_clamp" and len(clamp["rows"]) == 3
     assert {row["hook_action"] for row in clamp["rows"]} == {"clamp_gated"}
-    for family, settings in (("icl", {"k=0", "k=1"}), ("evasion", {"none", "synonyms"})):
+    families = {
+        "icl": {"k=0", "k=1"},
+        "evasion": {"none", "synonyms"},
+        "whitebox": {"none", "soft_prompt", "residual_0.2"},
+        "relearn": {"step=0", "step=2"},
+    }
+    for family, settings in families.items():
         metrics = json.loads((repo / f"metrics/attack_{family}.json").read_text())
         for model in ("baseline", "steered"):
             assert settings <= set(metrics[model])
             assert all(0.0 <= fig["acc"] <= 1.0 for fig in metrics[model].values())
-        assert metrics["baseline"]["none" if family == "evasion" else "k=0"]["gate_share"] is None
+            assert all(fig["gate_share"] is None for fig in metrics["baseline"].values())
     assert "Summary: forget accuracy under every attack" in report
+    assert "Relearning by fine-tuning" in report and "plots/relearn.png" in report
+    assert "plots/gcg_budget.png" in report
+    attack = json.loads((repo / "metrics/attack.json").read_text())
+    assert set(attack["gcg"]["steered"]["acc_by_step"]) == {"0"}  # 2 steps, a point every 5
     assert "Data and pipelines are up to date" in run(["dvc", "status"], repo)
 
 
@@ -286,11 +305,12 @@ def test_misspelt_param_is_refused_with_the_key_named(tiny_repo):
 def test_clamp_experiment_reruns_only_downstream_stages(tiny_repo):
     repo, *_ = tiny_repo
     out = run(["dvc", "exp", "run", "-S", "clamp.value=-40"], repo)
-    steered_halves = {"attack", "attack-icl", "attack-evasion"}
+    families = ("icl", "evasion", "whitebox", "relearn")
+    steered_halves = {"attack"} | {f"attack-{family}" for family in families}
     expected = {"clamp-config", "evaluate", "report"} | steered_halves
     # no attack-*-baseline stage reads the clamp: the sweep point reruns the steered halves
     assert ran_stages(out) == expected
-    assert {"attack-baseline", "attack-icl-baseline", "attack-evasion-baseline"} <= all_stages()
+    assert {f"attack-{family}-baseline" for family in families} <= all_stages()
     table = run(["dvc", "exp", "show", "--csv"], repo)
     header = table.splitlines()[0].split(",")
     assert "alignment" in header and "clamp.value" in header

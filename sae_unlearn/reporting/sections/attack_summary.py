@@ -17,7 +17,7 @@ from sae_unlearn.reporting.plots import plot_accuracy
 SUMMARY_PNG = "attack_summary.png"
 
 
-def _row(model: str, family: str, setting: str, acc: float, ci, gate=None) -> dict:
+def _row(model: str, family: str, setting: str, acc: float, ci, gate=None, recovery=None) -> dict:
     ci = list(ci) if ci else [float("nan"), float("nan")]
     return {
         "model": model,
@@ -28,6 +28,7 @@ def _row(model: str, family: str, setting: str, acc: float, ci, gate=None) -> di
         "acc_lo": float(ci[0]),
         "acc_hi": float(ci[1]),
         "gate_share": gate,
+        "recovery": recovery,
     }
 
 
@@ -46,11 +47,11 @@ def attack_rows(inputs: ReportInputs) -> pd.DataFrame:
             by_setting = metrics.get(model)
             if not isinstance(by_setting, Mapping):
                 continue
+            recovered = (metrics.get("recovery") or {}) if model == "steered" else {}
             for setting, fig in by_setting.items():
+                gate, ci = fig.get("gate_share"), fig.get("acc_ci")
                 rows.append(
-                    _row(
-                        model, family, setting, fig["acc"], fig.get("acc_ci"), fig.get("gate_share")
-                    )
+                    _row(model, family, setting, fig["acc"], ci, gate, recovered.get(setting))
                 )
     return pd.DataFrame(rows)
 
@@ -61,22 +62,29 @@ def _cell(row: pd.Series | None) -> str:
     return f"{fmt(row['acc'], 3)} [{fmt(row['acc_lo'], 3)}, {fmt(row['acc_hi'], 3)}]"
 
 
+def _optional(value) -> str:
+    return fmt(value, 3) if value is not None and not pd.isna(value) else "–"
+
+
 def summary_table(rows: pd.DataFrame) -> Table:
-    """attack, setting, baseline and steered accuracy [95% interval], steered gate share."""
+    """attack, setting, baseline and steered accuracy [95% interval], steered gate share,
+    and the white-box attacks' recovery (attacked - steered) / (baseline - steered)."""
     table_rows = []
     for label in dict.fromkeys(rows["label"]):
         part = rows[rows["label"] == label]
         by_model = {r["model"]: r for _, r in part.iterrows()}
         steered = by_model.get("steered")
         gate = None if steered is None else steered["gate_share"]
+        recovered = None if steered is None else steered.get("recovery")
         first = part.iloc[0]
         table_rows.append(
             [first["family"], first["setting"]]
             + [_cell(by_model.get(m)) for m in MODELS]
-            + [fmt(gate, 3) if gate is not None and not pd.isna(gate) else "–"]
+            + [_optional(gate), _optional(recovered)]
         )
     headers = ["attack", "setting", "baseline forget acc", "steered forget acc", "gate open"]
-    return Table(headers, table_rows, [False, False, True, True, True])
+    headers.append("recovery")
+    return Table(headers, table_rows, [False, False, True, True, True, True])
 
 
 def strongest_attack(rows: pd.DataFrame) -> str | None:

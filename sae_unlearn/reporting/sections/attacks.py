@@ -20,6 +20,7 @@ from sae_unlearn.reporting.inputs import (
     is_timing_key,
 )
 from sae_unlearn.reporting.plots import plot_lines
+from sae_unlearn.reporting.sections.attack_curves import relearn_figure
 from sae_unlearn.reporting.sections.attack_summary import (
     attack_rows,
     summary_figure,
@@ -84,6 +85,7 @@ class Part:
     table: Table | None = None
     figure: Figure | None = None
     notes: list[Rich] = field(default_factory=list)
+    extra_figures: list[Figure] = field(default_factory=list)
 
 
 @dataclass
@@ -129,11 +131,29 @@ def gcg_budget(suffixes: Any) -> str | None:
     )
 
 
+def gcg_budget_frame(gcg: Mapping) -> pd.DataFrame:
+    """step, baseline, steered: accuracy with the suffix held at each evaluated step."""
+    by_model = {m: (gcg.get(m) or {}).get("acc_by_step") or {} for m in MODELS}
+    steps = sorted({int(k) for curve in by_model.values() for k in curve})
+    frame = pd.DataFrame({"step": steps})
+    for m, curve in by_model.items():
+        if curve:
+            frame[m] = [curve.get(str(k)) for k in steps]
+    return frame
+
+
 def _gcg_part(inputs: ReportInputs, plots: Path, link: str, data: dict) -> Part:
     part = Part("GCG suffix")
     gcg = (inputs.attack or {}).get("gcg") or {}
     if gcg:
-        keys = sorted({k for m in MODELS for k in flatten(gcg.get(m) or {})})
+        keys = sorted(
+            {
+                k
+                for m in MODELS
+                for k in flatten(gcg.get(m) or {})
+                if not k.startswith("acc_by_step")
+            }
+        )
         keys = sorted(keys, key=lambda k: (k not in ("acc", "final_loss"), k))
         names = {"acc": "forget acc with suffix", "final_loss": "final loss"}
         rows = [[m] + [fmt(flatten(gcg[m]).get(k)) for k in keys] for m in MODELS if m in gcg]
@@ -143,6 +163,12 @@ def _gcg_part(inputs: ReportInputs, plots: Path, link: str, data: dict) -> Part:
         part.notes.append("The attack metrics carry no GCG results.")
     if budget := gcg_budget(inputs.suffixes):
         part.notes.append(budget)
+    if len(budget := gcg_budget_frame(gcg)):
+        cols = [c for c in budget.columns if c != "step"]
+        title = "GCG budget curve: forget accuracy with the suffix held at each step"
+        plot_lines(budget, "step", cols, plots / "gcg_budget.png", title, "forget accuracy")
+        data["gcg_budget.csv"] = budget
+        part.extra_figures.append(figure(plots, link, "gcg_budget.png", "GCG budget curve"))
     if inputs.gcg_loss is not None and len(inputs.gcg_loss):
         wide = gcg_wide(inputs.gcg_loss)
         cols = [c for c in wide.columns if c != "step"]
@@ -164,6 +190,20 @@ def _summary_part(inputs: ReportInputs, plots: Path, link: str, data: dict) -> P
         "95% bootstrap intervals over the scored forget questions. Gate open: the share of "
         "them on which the steered model's gate opened. In-context (icl) scores the test "
         "half with shots from the dev half, so its k=0 row differs from few-shot's."
+    )
+    return part
+
+
+def _relearn_part(inputs: ReportInputs, plots: Path, link: str, data: dict) -> Part | None:
+    metrics = (inputs.attack_families or {}).get("relearn")
+    if not metrics:
+        return None
+    part = Part("Relearning by fine-tuning")
+    part.figure = relearn_figure(metrics, plots, link, data)
+    part.notes.append(
+        "Fine-tuning on forget-corpus passages with the clamp hook attached (the closed-weights "
+        "fine-tuning API scenario); forget accuracy on the test half, retain on the retain "
+        "questions, at each evaluated step."
     )
     return part
 
@@ -219,8 +259,11 @@ def attacks_section(
     notes = _family_notes(inputs)
     if not inputs.attack:
         notes.insert(0, missing(inputs, "attack"))
-        return Attacks([summary] if summary else [], notes), data
+        parts = [p for p in (summary, _relearn_part(inputs, plots, link, data)) if p]
+        return Attacks(parts, notes), data
     parts = [summary] if summary else []
+    if relearn := _relearn_part(inputs, plots, link, data):
+        parts.append(relearn)
     parts += [_fewshot_part(inputs.attack, plots, link, data), _gcg_part(inputs, plots, link, data)]
     parts += _other_parts(inputs.attack)
     parts.append(_suffixes_part(inputs, opts))

@@ -1,0 +1,166 @@
+"""White-box attacks: the soft prompt and the residual vector, through the clamp hook."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import pytest
+import torch
+
+from sae_unlearn.attacks.gcg import target_loss
+from sae_unlearn.attacks.gcg_tokens import gcg_prompts
+from sae_unlearn.attacks.whitebox import (
+    WhiteboxConfig,
+    embeddings_replaced,
+    recovery,
+    residual_added,
+    residual_attack,
+    scored_with_soft_prompt,
+    soft_prompt_attack,
+    unused_token,
+    whitebox_attack,
+)
+from sae_unlearn.errors import UserError
+from sae_unlearn.evaluation.config import EvalConfig
+from sae_unlearn.evaluation.prompts import answer_continuations, split_at_suffix
+from sae_unlearn.evaluation.requests import encode_pair, encode_prompt
+from sae_unlearn.evaluation.scoring import continuation_logprobs
+from sae_unlearn.models import capture_residuals
+from sae_unlearn.steering import steer
+from tests.evaluation.helpers import questions
+
+EVAL = EvalConfig(format="cloze", batch_size=4, bootstrap=100)
+
+
+def test_gradients_reach_the_soft_prompt_and_the_residual_vector_through_the_hook(tiny_model, hook):
+    model, tokenizer = tiny_model
+    prompts = gcg_prompts(tokenizer, questions(3), "cloze")
+    embedding = model.get_input_embeddings()
+    with steer(model, hook), torch.enable_grad():
+        soft = embedding(torch.tensor([[5, 6, 7]]))[0].detach().requires_grad_(True)
+        target_loss(model, prompts, soft).backward()
+        delta = torch.zeros(embedding.embedding_dim, requires_grad=True)
+        with residual_added(model, 0, delta):
+            target_loss(model, prompts, None).backward()
+    assert soft.grad is not None and soft.grad.abs().sum() > 0
+    assert delta.grad is not None and delta.grad.abs().sum() > 0
+
+
+def test_residual_added_adds_the_vector_after_the_block(tiny_model):
+    model, _ = tiny_model
+    ids = torch.tensor([[2, 10, 11, 12]])
+    delta = torch.linspace(-1, 1, model.config.hidden_size)
+
+    def block_output(add: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad(), ExitStack() as stack:
+            if add:
+                stack.enter_context(residual_added(model, 0, delta))
+            captured = stack.enter_context(capture_residuals(model, [0]))  # sees the sum
+            logits = model(input_ids=ids).logits
+            return captured[0], logits
+
+    plain, plain_logits = block_output(False)
+    moved, moved_logits = block_output(True)
+    torch.testing.assert_close(moved, plain + delta)
+    assert not torch.allclose(moved_logits, plain_logits)  # it reaches the later blocks
+    torch.testing.assert_close(block_output(False)[0], plain)  # and is gone after
+
+
+def test_soft_prompt_of_token_embeddings_scores_as_those_tokens(tiny_model, gated_hook):
+    """The placeholder path (packed, embeddings swapped in) against plain dense scoring of
+    the prompts with the real suffix ids, steered by a gated clamp."""
+    model, tokenizer = tiny_model
+    qs = questions(3)
+    suffix_ids = [40, 41, 42]
+    soft = model.get_input_embeddings()(torch.tensor([suffix_ids]))[0].detach()
+    pairs = []
+    for row in qs.itertuples(index=False):
+        before, after = split_at_suffix(row.question, list(row.choices), row.subject, "cloze")
+        for continuation in answer_continuations(list(row.choices), "cloze"):
+            ctx, cont = encode_pair(tokenizer, after, continuation)
+            pairs.append((encode_prompt(tokenizer, before) + suffix_ids + ctx[1:], cont))
+    with torch.no_grad(), steer(model, gated_hook):
+        expected = [s for s, _ in continuation_logprobs(model, pairs, 0, batch_size=4)]
+        frame = scored_with_soft_prompt(model, tokenizer, qs, "cloze", soft, 512)
+    got = [ll for lls in frame["loglik"] for ll in lls]
+    assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_embeddings_replaced_swaps_each_run_in_order(tiny_model):
+    model, _ = tiny_model
+    embedding = model.get_input_embeddings()
+    soft = torch.arange(2 * embedding.embedding_dim, dtype=torch.float32).view(2, -1)
+    ids = torch.tensor([[3, 99, 99, 4, 99, 99]])
+    with torch.no_grad(), embeddings_replaced(model, 99, soft):
+        out = embedding(ids)[0]
+    plain = embedding(ids)[0].detach()
+    torch.testing.assert_close(out[[1, 2, 4, 5]], soft[[0, 1, 0, 1]].to(out.dtype))
+    torch.testing.assert_close(out[[0, 3]], plain[[0, 3]])
+
+
+def test_attacks_lower_their_training_loss_and_the_residual_stays_in_its_ball(tiny_model, hook):
+    model, tokenizer = tiny_model
+    prompts = gcg_prompts(tokenizer, questions(4), "cloze")
+    cfg = WhiteboxConfig(soft_steps=12, residual_steps=12, layer=0, soft_lr=0.2)
+    with steer(model, hook):
+        _, soft_losses = soft_prompt_attack(model, prompts, torch.full((5,), 7), cfg)
+        delta, residual_losses = residual_attack(model, prompts, 2.0, cfg)
+    assert soft_losses[-1] < soft_losses[0]
+    assert residual_losses[-1] < residual_losses[0]
+    assert float(delta.norm()) <= 2.0 + 1e-5
+
+
+def test_unused_token_is_the_highest_id_no_sequence_holds():
+    assert unused_token(10, [[9, 1], [8]], avoid={7}) == 6
+    assert unused_token(10, [[1, 2]], avoid=set()) == 9
+
+
+def test_recovery_by_hand():
+    metrics = {
+        "baseline": {"none": {"acc": 0.8}, "soft_prompt": {"acc": 0.9}},
+        "steered": {
+            "none": {"acc": 0.4},
+            "soft_prompt": {"acc": 0.5},
+            "residual_0.1": {"acc": 0.8},
+        },
+    }
+    assert recovery(metrics) == pytest.approx({"soft_prompt": 0.25, "residual_0.1": 1.0})
+    same = {
+        "baseline": {"none": {"acc": 0.5}},
+        "steered": {"none": {"acc": 0.5}, "x": {"acc": 0.6}},
+    }
+    assert recovery(same) == {"x": None}
+
+
+def test_whitebox_attack_on_both_models(tiny_model, hook):
+    model, tokenizer = tiny_model
+    cfg = WhiteboxConfig(
+        n_train=3, soft_tokens=4, soft_steps=2, layer=0, bounds=(0.1, 0.5), residual_steps=2
+    )
+    logged = []
+    flags = [p.requires_grad for p in model.parameters()]
+    out = whitebox_attack(
+        model,
+        tokenizer,
+        questions(6),
+        questions(4, offset=6),
+        {"baseline": None, "steered": hook},
+        cfg,
+        EVAL,
+        log=logged.append,
+    )
+    settings = ["none", "soft_prompt", "residual_0.1", "residual_0.5"]
+    for name in ("baseline", "steered"):
+        assert list(out.metrics[name]) == settings
+        assert all(0.0 <= fig["acc"] <= 1.0 for fig in out.metrics[name].values())
+        assert [len(v) for v in out.records["losses"][name].values()] == [2, 2, 2]
+    assert out.metrics["n"] == 4 and out.metrics["n_train"] == 3
+    assert [p.requires_grad for p in model.parameters()] == flags  # restored
+    assert len(logged) == 8
+
+
+def test_config_refusals():
+    with pytest.raises(UserError, match="bounds must be positive"):
+        WhiteboxConfig(bounds=(0.1, 0.0))
+    with pytest.raises(UserError, match="n_train must be >= 1"):
+        WhiteboxConfig(n_train=0)
