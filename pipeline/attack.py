@@ -27,6 +27,8 @@ from sae_unlearn.io import atomic_dir, write_json
 from sae_unlearn.models import load_model
 
 GCG_OVERRIDES = ("num_steps", "search_width")
+# attack.gcg keys of this project's, not nanoGCG's (GCGConfig takes the rest)
+OURS = ("n_questions", "eval_every", "per_question")
 # The options both halves take (each command lists them, as typer reads signatures).
 Options = {
     "model_dir": typer.Option(None, help="model directory"),
@@ -44,7 +46,7 @@ Options = {
 
 def attack_config(p: Params, o: dict) -> AttackConfig:
     """attack.* with the CLI's overrides `o` (the `Options` given)."""
-    gcg = {k: v for k, v in p.get("attack.gcg").items() if k not in ("n_questions", "eval_every")}
+    gcg = {k: v for k, v in p.get("attack.gcg").items() if k not in OURS}
     gcg.update({k: o[k] for k in GCG_OVERRIDES if o.get(k) is not None})
     return AttackConfig(
         evaluation=EvalConfig(
@@ -58,6 +60,7 @@ def attack_config(p: Params, o: dict) -> AttackConfig:
         n_eval=p.pick(o.get("n_eval"), "attack.n_eval"),
         n_questions=p.pick(o.get("n_questions"), "attack.gcg.n_questions"),
         gcg_eval_every=p.get("attack.gcg.eval_every"),
+        gcg_per_question=p.get("attack.gcg.per_question"),
         gcg=GCGConfig(max_tokens=p.get("attack.max_tokens"), **gcg),
         gibberish=GibberishConfig(**p.get("attack.gibberish")),
     )

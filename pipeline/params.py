@@ -194,6 +194,7 @@ class ReportParams(Section):
 class GCGParams(Section):
     n_questions: PositiveInt = 3
     eval_every: PositiveInt = 5  # the budget curve: accuracy every this many steps
+    per_question: bool = False  # also one suffix per target question
     num_steps: NonNegativeInt = 10
     search_width: PositiveInt = 24
     topk: PositiveInt = 64

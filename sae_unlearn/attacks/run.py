@@ -60,6 +60,7 @@ class AttackConfig:
     n_questions: int = 3  # forget questions GCG optimises over
     gcg: GCGConfig = field(default_factory=GCGConfig)
     gcg_eval_every: int = 5  # the budget curve: accuracy with the suffix every this many steps
+    gcg_per_question: bool = False  # also one suffix per target question (n_questions runs)
     gibberish: GibberishConfig = field(default_factory=GibberishConfig)
 
 
@@ -103,11 +104,11 @@ class _AttackRun:
         self.accuracy: dict = {"fewshot": {}, "gcg": {}}
         self.zero_shot: dict[str, pd.DataFrame] = {}  # each model's results without attack
 
-    def evaluate(self, **kwargs) -> pd.DataFrame:
+    def evaluate(self, questions: pd.DataFrame | None = None, **kwargs) -> pd.DataFrame:
         return evaluate_questions(
             self.model,
             self.tokenizer,
-            self.eval_set,
+            self.eval_set if questions is None else questions,
             self.eval_cfg,
             packed=True,
             max_tokens=self.cfg.gcg.max_tokens,
@@ -161,11 +162,13 @@ class _AttackRun:
                 per_step[name] = round((time.perf_counter() - t0) / max(1, len(result.losses)), 2)
                 frame = self.evaluate(suffix=result.best_string)
                 curve = self._budget_curve(result)
+                per_question = self._per_question(targets, prompts, allowed, result)
                 if name not in self.zero_shot:
                     self.zero_shot[name] = self.evaluate()
             results[name] = result
             self.metrics["gcg"][name] = self._gcg_metrics(name, result, frame, frame[held_out])
             self.metrics["gcg"][name]["acc_by_step"] = curve
+            self.metrics["gcg"][name].update(per_question)
             steps = len(result.losses)
             curves.append(pd.DataFrame({"step": [0], "model": [name], "loss": [result.init_loss]}))
             curves.append(
@@ -174,6 +177,22 @@ class _AttackRun:
         self.metrics["gcg"]["n_questions"] = len(targets)
         self.metrics["gcg"]["n_eval"] = len(self.eval_set)
         return targets, results, per_step, pd.concat(curves, ignore_index=True)
+
+    def _per_question(self, targets, prompts, allowed, universal: GCGResult) -> dict:
+        """With `gcg_per_question`: the target questions answered with their own suffix
+        (one GCG run each, the same budget) beside those answered with the shared one."""
+        if not self.cfg.gcg_per_question:
+            return {}
+        own = []
+        for i in range(len(targets)):
+            result = run_gcg(self.model, self.tokenizer, [prompts[i]], self.cfg.gcg, allowed)
+            frame = self.evaluate(targets.iloc[[i]], suffix=result.best_string)
+            own.append(bool(frame["correct"].iloc[0]))
+        shared = self.evaluate(targets, suffix=universal.best_string)["correct"]
+        return {
+            "targets_acc_per_question": float(np.mean(own)),
+            "targets_acc_universal": float(shared.mean()),
+        }
 
     def _budget_curve(self, result: GCGResult) -> dict[str, float]:
         """Accuracy with the suffix GCG held at step 0 (its initial string) and every

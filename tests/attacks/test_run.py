@@ -101,3 +101,17 @@ def test_steered_half_refuses_a_baseline_half_of_other_params(tmp_path, tiny_mod
     result = CliRunner().invoke(app, ["attack", "--params", params])
     assert result.exit_code == 2
     assert "another attack config" in result.output
+
+
+def test_gcg_budget_curve_and_per_question_suffixes(tmp_path, tiny_model_dir):
+    params_path = attack_project(tmp_path, tiny_model_dir)
+    params = yaml.safe_load(params_path.read_text())
+    params["attack"]["gcg"].update(eval_every=1, per_question=True)
+    params_path.write_text(yaml.safe_dump(params))
+    invoke("attack-baseline", "--params", str(params_path))
+    gcg = json.loads((tmp_path / "baseline_half" / "metrics.json").read_text())["gcg"]["baseline"]
+    assert list(gcg["acc_by_step"]) == ["0", "1", "2"]  # the initial string, then each step
+    assert all(0.0 <= acc <= 1.0 for acc in gcg["acc_by_step"].values())
+    # 2 target questions: each share is a count out of 2
+    assert gcg["targets_acc_per_question"] in (0.0, 0.5, 1.0)
+    assert gcg["targets_acc_universal"] in (0.0, 0.5, 1.0)
