@@ -26,7 +26,7 @@ QUESTIONS = ROOT / "data" / "prepared" / "questions" / "forget_questions.parquet
 SAE_DIR = ROOT / "data" / "sae"
 CLAMP = ROOT / "data" / "clamp" / "clamp.yaml"
 # The embedded defaults of params.yaml (attack.gcg).
-CFG = GCGConfig(num_steps=3, search_width=24, topk=64, seed=42)
+CFG = GCGConfig(num_steps=3, search_width=16, topk=64, seed=42)
 N_QUESTIONS = 3
 LAYER = 9
 

@@ -193,10 +193,10 @@ class ReportParams(Section):
 
 class GCGParams(Section):
     n_questions: PositiveInt = 3
-    eval_every: PositiveInt = 5  # the budget curve: accuracy every this many steps
+    eval_every: PositiveInt = 4  # the budget curve: accuracy every this many steps
     per_question: bool = False  # also one suffix per target question
-    num_steps: NonNegativeInt = 10
-    search_width: PositiveInt = 24
+    num_steps: NonNegativeInt = 8
+    search_width: PositiveInt = 16
     topk: PositiveInt = 64
     n_replace: PositiveInt = 1
     buffer_size: NonNegativeInt = 0
@@ -232,11 +232,11 @@ class EvasionParams(Section):
 class WhiteboxParams(Section):
     n_train: PositiveInt = 8
     soft_tokens: PositiveInt = 20
-    soft_steps: NonNegativeInt = 10
+    soft_steps: NonNegativeInt = 8
     soft_lr: float = Field(0.05, gt=0)
     layer: NonNegativeInt | None = None  # residual attack after this block; None: sae.layer - 1
-    bounds: list[float] = Field(default_factory=lambda: [0.1, 0.3])
-    residual_steps: NonNegativeInt = 10
+    bounds: list[float] = Field(default_factory=lambda: [0.1])
+    residual_steps: NonNegativeInt = 8
     residual_lr: float = Field(0.1, gt=0)
 
 
@@ -245,8 +245,8 @@ class RelearnParams(Section):
     n_passages: PositiveInt = 8
     seq_len: PositiveInt = 128
     batch_size: PositiveInt = 2
-    steps: NonNegativeInt = 8
-    eval_every: PositiveInt = 4
+    steps: NonNegativeInt = 6
+    eval_every: PositiveInt = 3
     lr: float = Field(1e-3, gt=0)
     lora_rank: PositiveInt = 8
     top_layers: PositiveInt = 2

@@ -75,13 +75,13 @@ def _embedding_scale(embedding: nn.Module) -> float:
     return float(scale) if not torch.is_tensor(scale) else float(scale.item())
 
 
-def target_loss(
+def target_logits(
     model: nn.Module, prompts: Sequence[GCGPrompt], suffix: torch.Tensor | None
-) -> torch.Tensor:
-    """The mean over prompts of the mean target-token cross-entropy with `suffix` embeddings
-    `[n, d]` (the embedding module's output, Gemma's scale included; None: no suffix)
-    between each prompt's `before` and `after`; differentiable in `suffix` and in anything
-    a hook on the model adds."""
+) -> tuple[torch.Tensor, Targets]:
+    """Float logits `[n_targets, vocab]` at the positions that predict each prompt's target
+    tokens, with `suffix` embeddings `[n, d]` (the embedding module's output, Gemma's scale
+    included; None: no suffix) between each prompt's `before` and `after`; differentiable
+    in `suffix` and in anything a hook on the model adds."""
     device = next(model.parameters()).device
     embedding = model.get_input_embeddings()
     n_suffix = 0 if suffix is None else len(suffix)
@@ -100,10 +100,17 @@ def target_loss(
     hidden = final_hidden(
         decoder(model), None, inputs_embeds=torch.stack(pieces), attention_mask=mask
     )
-    logits = output_logits(model, hidden[targets.rows, targets.cols]).float()
+    return output_logits(model, hidden[targets.rows, targets.cols]).float(), targets
+
+
+def target_loss(
+    model: nn.Module, prompts: Sequence[GCGPrompt], suffix: torch.Tensor | None
+) -> torch.Tensor:
+    """The mean over prompts of the mean target-token cross-entropy (`target_logits`)."""
+    logits, targets = target_logits(model, prompts, suffix)
     logprob, _ = sequence_logprobs(logits, targets, len(prompts))
-    counts = torch.tensor([len(p.target) for p in prompts], device=device, dtype=logprob.dtype)
-    return (-logprob / counts).mean()
+    counts = torch.tensor([len(p.target) for p in prompts], device=logits.device)
+    return (-logprob / counts.to(logprob.dtype)).mean()
 
 
 def token_gradient(

@@ -4,9 +4,13 @@
   with Adam through the model (and its clamp hook) to raise the correct answers of the
   training questions.
 - `residual_<bound>`: one vector added to the residual stream after block `layer` (before
-  the SAE's hook when `layer` < the SAE's layer), optimised the same way with its norm held
-  at most `bound` times the mean residual norm there (projected after each Adam step),
-  while the clamp stays on (Post-Intervention Recovery, 2026).
+  the SAE's hook when `layer` < the SAE's layer), with its norm held at most `bound` times
+  the typical residual norm there (projected after each Adam step), while the clamp stays
+  on, optimised to give back the unsteered model's next-token distributions at every
+  position of the training prompts (KL; Post-Intervention Recovery, 2026). Fitted to the
+  answers alone, one vector on 8 questions learned those answers and lowered accuracy on
+  the others; matching the unsteered model everywhere undoes the clamp instead. The unsteered
+  baseline has nothing to recover, so only a steered model gets this attack.
 
 Both train on the dev half of the forget questions and are scored on the test half, so a
 recovered answer is knowledge brought back, not an answer memorised. `recovery` (joined
@@ -30,6 +34,7 @@ from sae_unlearn.attacks.gcg_tokens import gcg_prompts
 from sae_unlearn.attacks.subsets import deterministic_subset
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.config import EvalConfig
+from sae_unlearn.evaluation.forward import decoder, final_hidden, output_logits
 from sae_unlearn.evaluation.prompts import answer_continuations, split_at_suffix
 from sae_unlearn.evaluation.requests import build_requests, encode_pair, encode_prompt, per_request
 from sae_unlearn.evaluation.results import results_frame
@@ -43,11 +48,11 @@ from sae_unlearn.steering import ClampHook
 class WhiteboxConfig:
     n_train: int = 8  # dev-half forget questions the attacks optimise over
     soft_tokens: int = 20
-    soft_steps: int = 10
+    soft_steps: int = 8
     soft_lr: float = 0.05  # Adam step, in units of the embeddings' RMS
     layer: int = 8  # residual attack: after this block
-    bounds: tuple[float, ...] = (0.1, 0.3)  # residual norm bounds, x the mean residual norm
-    residual_steps: int = 10
+    bounds: tuple[float, ...] = (0.1,)  # residual norm bounds, x the median token norm
+    residual_steps: int = 8
     residual_lr: float = 0.1  # Adam step, in units of the bound
     seed: int = 0
 
@@ -139,19 +144,23 @@ def scored_with_soft_prompt(
     return results_frame(questions, requests, per_request(requests, [s for s, _ in scores]))
 
 
-def mean_residual_norm(model: nn.Module, prompts, layer: int) -> float:
-    """The mean norm of the residual stream after block `layer` over the training prompts."""
+def typical_residual_norm(model: nn.Module, prompts, layer: int) -> float:
+    """The median norm of the residual stream after block `layer` over the training
+    prompts' tokens, the first (BOS) left out: Gemma's first position carries a norm tens of
+    times the others' (an attention sink), which would dwarf every bound."""
     norms = []
     block = decoder_layers(model)[layer]
     handle = block.register_forward_hook(
-        lambda _m, _i, out: norms.append(layer_output(out).norm(dim=-1).flatten())
+        lambda _m, _i, out: norms.append(layer_output(out)[:, 1:].norm(dim=-1))
     )
     try:
         with torch.no_grad():
             target_loss(model, prompts, None)
     finally:
         handle.remove()
-    return float(torch.cat(norms).mean())
+    # padded rows hold zeros past their end; real tokens never have norm 0
+    values = torch.cat([n.flatten() for n in norms])
+    return float(values[values > 0].median())
 
 
 def _adam_fit(
@@ -190,11 +199,27 @@ def soft_prompt_attack(
     return soft.detach(), losses
 
 
+def prompt_logits(model: nn.Module, prompts) -> torch.Tensor:
+    """Float logits `[n_tokens, vocab]` at every position of the prompts (question, answer
+    cue and answer), the positions of all prompts concatenated."""
+    device = next(model.parameters()).device
+    seqs = [p.before + p.after + p.target for p in prompts]
+    width = max(len(seq) for seq in seqs)
+    ids = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for j, seq in enumerate(seqs):
+        ids[j, : len(seq)] = torch.tensor(seq)
+        mask[j, : len(seq)] = 1
+    hidden = final_hidden(decoder(model), None, input_ids=ids, attention_mask=mask)
+    return output_logits(model, hidden[mask.bool()]).float()
+
+
 def residual_attack(
-    model: nn.Module, prompts, radius: float, cfg: WhiteboxConfig
+    model: nn.Module, prompts, reference: torch.Tensor, radius: float, cfg: WhiteboxConfig
 ) -> tuple[torch.Tensor, list[float]]:
-    """A residual vector of norm <= `radius` after block `cfg.layer`, fitted to the
-    prompts' targets from a small seeded start."""
+    """A residual vector of norm <= `radius` after block `cfg.layer`, fitted from a small
+    seeded start so the model's next-token log-probabilities at every position of the
+    prompts match `reference` (the unsteered model's, `prompt_logits` of it)."""
     generator = torch.Generator().manual_seed(cfg.seed)
     dim = model.get_input_embeddings().embedding_dim
     start = torch.randn(dim, generator=generator)
@@ -202,12 +227,18 @@ def residual_attack(
 
     def loss_fn() -> torch.Tensor:
         with residual_added(model, cfg.layer, delta):
-            return target_loss(model, prompts, None)
+            logits = prompt_logits(model, prompts)
+        logprobs = torch.log_softmax(logits, dim=-1)
+        return torch.nn.functional.kl_div(
+            logprobs, reference, log_target=True, reduction="batchmean"
+        )
 
     def project(d: torch.Tensor) -> None:
         d.mul_(min(1.0, radius / max(float(d.norm()), 1e-12)))
 
-    losses = _adam_fit(delta, loss_fn, cfg.residual_steps, cfg.residual_lr * radius, project)
+    # Adam moves every coordinate by about lr, the vector by about lr * sqrt(dim)
+    lr = cfg.residual_lr * radius / dim**0.5
+    losses = _adam_fit(delta, loss_fn, cfg.residual_steps, lr, project)
     return delta.detach(), losses
 
 
@@ -235,8 +266,8 @@ def whitebox_attack(
     max_tokens: int = 512,
     log: Callable[[str], None] = print,
 ) -> FamilyOutputs:
-    """Per model: `none`, `soft_prompt` and each `residual_<bound>` on the `scored`
-    questions, both attacks trained on `n_train` questions of `pool`."""
+    """Per model: `none`, `soft_prompt` and, for a steered model, each `residual_<bound>` on
+    the `scored` questions, the attacks trained on `n_train` questions of `pool`."""
     check_layer(model, cfg.layer, what="attack.whitebox.layer")
     train = deterministic_subset(pool, cfg.n_train, cfg.seed)
     prompts = gcg_prompts(tokenizer, train, eval_cfg.format)
@@ -254,6 +285,8 @@ def whitebox_attack(
         return evaluate_questions(model, tokenizer, scored, eval_cfg, max_tokens=max_tokens)
 
     with _frozen(model):
+        with torch.no_grad():  # what the residual attack restores: the unsteered model
+            reference = torch.log_softmax(prompt_logits(model, prompts), dim=-1)
         for name, hook in hooks.items():
             curves[name] = {}
             with maybe_steer(model, hook):
@@ -262,11 +295,13 @@ def whitebox_attack(
                 fmt = eval_cfg.format
                 frame = scored_with_soft_prompt(model, tokenizer, scored, fmt, soft, max_tokens)
                 score(name, "soft_prompt", frame)
-                norms[name] = mean_residual_norm(model, prompts, cfg.layer)
+                if hook is None:
+                    continue
+                norms[name] = typical_residual_norm(model, prompts, cfg.layer)
                 for bound in cfg.bounds:
                     setting = residual_setting(bound)
                     delta, curves[name][setting] = residual_attack(
-                        model, prompts, bound * norms[name], cfg
+                        model, prompts, reference, bound * norms[name], cfg
                     )
                     with residual_added(model, cfg.layer, delta):
                         score(name, setting, plain())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -65,8 +66,19 @@ def test_add_setting_gives_the_steered_gate_share_by_hand():
     assert out.metrics["steered"]["k=0"]["gate_share"] == 0.5
 
 
-def test_families():
-    assert FAMILIES == ("icl", "evasion")
+def test_every_family_has_a_stage_pair_a_params_block_and_a_report_input():
+    import yaml
+
+    from pipeline.params import Params
+    from sae_unlearn.reporting.inputs import FAMILY_INPUTS
+
+    root = Path(__file__).resolve().parents[2]
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    for family in FAMILIES:
+        assert stages[f"attack-{family}-baseline"]["cmd"].endswith(f"{family} --model baseline")
+        assert f"metrics/attack_{family}.json" in str(stages[f"attack-{family}"]["metrics"])
+        assert isinstance(Params().get(f"attack.{family}"), dict)
+        assert f"attack_{family}" in FAMILY_INPUTS
 
 
 def outputs(model: str, acc: float, n: int = 4) -> FamilyOutputs:

@@ -12,6 +12,7 @@ from sae_unlearn.attacks.gcg_tokens import gcg_prompts
 from sae_unlearn.attacks.whitebox import (
     WhiteboxConfig,
     embeddings_replaced,
+    prompt_logits,
     recovery,
     residual_added,
     residual_attack,
@@ -102,12 +103,38 @@ def test_attacks_lower_their_training_loss_and_the_residual_stays_in_its_ball(ti
     model, tokenizer = tiny_model
     prompts = gcg_prompts(tokenizer, questions(4), "cloze")
     cfg = WhiteboxConfig(soft_steps=12, residual_steps=12, layer=0, soft_lr=0.2)
+    with torch.no_grad():
+        reference = torch.log_softmax(prompt_logits(model, prompts), dim=-1)
     with steer(model, hook):
         _, soft_losses = soft_prompt_attack(model, prompts, torch.full((5,), 7), cfg)
-        delta, residual_losses = residual_attack(model, prompts, 2.0, cfg)
+        delta, residual_losses = residual_attack(model, prompts, reference, 2.0, cfg)
     assert soft_losses[-1] < soft_losses[0]
-    assert residual_losses[-1] < residual_losses[0]
+    assert residual_losses[-1] < residual_losses[0]  # closer to the unsteered model
     assert float(delta.norm()) <= 2.0 + 1e-5
+
+
+def test_prompt_logits_are_the_models_logits_at_every_position(tiny_model):
+    model, tokenizer = tiny_model
+    prompts = gcg_prompts(tokenizer, questions(2), "cloze")
+    with torch.no_grad():
+        got = prompt_logits(model, prompts)
+        expected = torch.cat(
+            [
+                model(input_ids=torch.tensor([p.before + p.after + p.target])).logits[0]
+                for p in prompts
+            ]
+        )
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_the_residual_attack_on_the_unsteered_model_has_nothing_to_recover(tiny_model):
+    model, tokenizer = tiny_model
+    prompts = gcg_prompts(tokenizer, questions(3), "cloze")
+    cfg = WhiteboxConfig(residual_steps=3, layer=0)
+    with torch.no_grad():
+        reference = torch.log_softmax(prompt_logits(model, prompts), dim=-1)
+    _, losses = residual_attack(model, prompts, reference, 1.0, cfg)
+    assert losses[0] == pytest.approx(0.0, abs=1e-3)  # it starts at the reference
 
 
 def test_unused_token_is_the_highest_id_no_sequence_holds():
@@ -150,13 +177,16 @@ def test_whitebox_attack_on_both_models(tiny_model, hook):
         log=logged.append,
     )
     settings = ["none", "soft_prompt", "residual_0.1", "residual_0.5"]
+    # the unsteered baseline has no clamp to recover from: no residual attack
+    expected = {"baseline": settings[:2], "steered": settings}
     for name in ("baseline", "steered"):
-        assert list(out.metrics[name]) == settings
+        assert list(out.metrics[name]) == expected[name]
         assert all(0.0 <= fig["acc"] <= 1.0 for fig in out.metrics[name].values())
-        assert [len(v) for v in out.records["losses"][name].values()] == [2, 2, 2]
+        losses = out.records["losses"][name].values()
+        assert [len(v) for v in losses] == [2] * (len(expected[name]) - 1)
     assert out.metrics["n"] == 4 and out.metrics["n_train"] == 3
     assert [p.requires_grad for p in model.parameters()] == flags  # restored
-    assert len(logged) == 8
+    assert len(logged) == 6
 
 
 def test_config_refusals():

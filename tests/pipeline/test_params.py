@@ -48,7 +48,7 @@ def test_get_and_pick_read_dotted_keys(tmp_path):
     params = load(tmp_path, {"select": {"top_k": 7}, "seed": 3})
     assert params.get("select.top_k") == 7
     assert params.pick(None, "seed") == 3 and params.pick(9, "seed") == 9
-    assert params.get("attack.gcg")["num_steps"] == 10  # a section as a plain dict
+    assert params.get("attack.gcg")["num_steps"] == 8  # a section as a plain dict
     with pytest.raises(KeyError):
         params.get("select.nope")
 
