@@ -17,6 +17,7 @@ import numpy as np
 from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from sae_unlearn.evaluation.metrics import bootstrap_ci
 from sae_unlearn.evaluation.prompts import LETTERS
 from sae_unlearn.evaluation.requests import encode_prompt
 from sae_unlearn.evaluation.scoring import continuation_logprobs
@@ -101,10 +102,13 @@ def fluency_summary(
     continuations: Sequence[Sequence[int]] | None = None,
     min_distinct_2: float = 0.75,
     max_repeat: int = 3,
+    n_boot: int = 0,
+    seed: int = 0,
 ) -> dict:
     """Median and geometric-mean perplexity (NaNs dropped); with `continuations` (token ids),
     mean distinct-2, median longest repeated n-gram and the repetitive share. `fluent_share`:
-    of the continuations with a perplexity, those below `threshold` and not repetitive."""
+    of the continuations with a perplexity, those below `threshold` and not repetitive (with
+    `n_boot`, its bootstrap interval `fluent_share_ci`)."""
     ppl = np.asarray(perplexities, dtype=float)
     keep = ~np.isnan(ppl)
     repetitive = np.zeros(len(ppl), dtype=bool)
@@ -124,6 +128,8 @@ def fluency_summary(
     if not keep.any():
         return {"ppl_median": float("nan"), "ppl_geomean": float("nan"), "fluent_share": 0.0, **out}
     fluent = (ppl[keep] < threshold) & ~repetitive[keep]
+    if n_boot:  # a 95% interval over the continuations, as for every attack figure
+        out["fluent_share_ci"] = bootstrap_ci(fluent, n_boot, seed)
     return {
         "ppl_median": float(np.median(ppl[keep])),
         "ppl_geomean": float(np.exp(np.log(ppl[keep]).mean())),

@@ -31,7 +31,7 @@ from sae_unlearn.attacks.generation import (
 )
 from sae_unlearn.attacks.subsets import deterministic_subset
 from sae_unlearn.evaluation.config import EvalConfig
-from sae_unlearn.evaluation.metrics import accuracy_summary
+from sae_unlearn.evaluation.metrics import accuracy_summary, bootstrap_ci
 from sae_unlearn.evaluation.prompts import prompt_texts
 from sae_unlearn.evaluation.run import evaluate_questions, maybe_steer
 from sae_unlearn.generation.greedy import greedy_generate
@@ -249,8 +249,12 @@ class _AttackRun:
                 names_answer(text, list(row.choices), int(row.answer), self.eval_cfg.format)
                 for text, row in zip(decoded, gib_set.itertuples(index=False), strict=True)
             ]
-            summary = fluency_summary(ppl, g.fluent_ppl, conts, g.min_distinct_2, g.max_repeat)
+            boot, seed = self.eval_cfg.bootstrap, self.eval_cfg.seed
+            summary = fluency_summary(
+                ppl, g.fluent_ppl, conts, g.min_distinct_2, g.max_repeat, boot, seed
+            )
             summary["leak_share"] = float(np.mean(leaks)) if leaks else 0.0
+            summary["leak_share_ci"] = bootstrap_ci(np.array(leaks, dtype=float), boot, seed)
             self.metrics["gibberish"][setting] = summary
             by_setting[setting] = (texts, conts, ppl, decoded, leaks)
         samples = []

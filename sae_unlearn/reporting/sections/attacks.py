@@ -21,6 +21,7 @@ from sae_unlearn.reporting.inputs import (
 )
 from sae_unlearn.reporting.plots import plot_lines
 from sae_unlearn.reporting.sections.attack_curves import relearn_figure
+from sae_unlearn.reporting.sections.attack_samples import samples_table
 from sae_unlearn.reporting.sections.attack_summary import (
     attack_rows,
     summary_figure,
@@ -236,11 +237,28 @@ def _other_parts(attack: Mapping) -> list[Part]:
     return parts
 
 
+def _samples_part(inputs: ReportInputs, opts: ReportOptions) -> Part | None:
+    table = samples_table(inputs.suffixes, opts.max_text)
+    if table is None:
+        return None
+    part = Part("Sample continuations", table)
+    part.notes.append(
+        "Greedy continuations of forget prompts, with and without each model's suffix. "
+        "Repetitive: distinct-2 under the threshold or a repeated n-gram over the limit "
+        "(such text is never counted fluent, whatever its perplexity); names answer: it "
+        "names the correct choice and no other."
+    )
+    return part
+
+
 def _suffixes_part(inputs: ReportInputs, opts: ReportOptions) -> Part:
-    part = Part("Found suffixes and sample continuations")
+    part = Part("Found suffixes")
+    found = inputs.suffixes
+    if isinstance(found, Mapping):  # the samples have their own table
+        found = {k: v for k, v in found.items() if k != "samples"}
     if inputs.suffixes is None:
         part.notes.append(missing(inputs, "suffixes"))
-    elif leaves := text_leaves(inputs.suffixes):
+    elif leaves := text_leaves(found):
         rows: list[list[Rich]] = []
         for where, text in leaves:
             shown = text if len(text) <= opts.max_text else text[: opts.max_text] + " …"
@@ -266,5 +284,7 @@ def attacks_section(
         parts.append(relearn)
     parts += [_fewshot_part(inputs.attack, plots, link, data), _gcg_part(inputs, plots, link, data)]
     parts += _other_parts(inputs.attack)
+    if samples := _samples_part(inputs, opts):
+        parts.append(samples)
     parts.append(_suffixes_part(inputs, opts))
     return Attacks(parts, notes), data

@@ -51,7 +51,7 @@ def test_attacks_section_drops_timings_and_truncates_long_text(tmp_path: Path):
         "Few-shot",
         "GCG suffix",
         "Gibberish",
-        "Found suffixes and sample continuations",
+        "Found suffixes",
     ]
     assert section.parts[2].table.rows == [["steered.ppl", "12.5000"]]
     assert section.parts[3].table.rows == [["s", [("code", "x" * 10 + " …")]]]
@@ -71,3 +71,42 @@ def test_gcg_budget_names_the_run_and_the_papers():
     paper = {"gcg_config": {"num_steps": 500, "search_width": 64, "topk": 64}}
     assert gcg_budget(paper).endswith("the paper's.")
     assert gcg_budget({"steered": {}}) is None and gcg_budget(None) is None
+
+
+def test_sample_continuations_are_marked_for_repetition_and_leakage(tmp_path: Path):
+    suffixes = {
+        "suffixes": {"steered": {"suffix": "x x"}},
+        "samples": [
+            {
+                "question": "Antibiotics kill what?",
+                "steered": {
+                    "prompt": "Question: Antibiotics kill what?\nAnswer:",
+                    "continuation": "\nA.\nA.\nA.",
+                    "perplexity": 2.5,
+                    "repetitive": True,
+                    "names_answer": False,
+                },
+                "baseline": {
+                    "continuation": " Bacteria",
+                    "perplexity": 1.5,
+                    "repetitive": False,
+                    "names_answer": True,
+                },
+            }
+        ],
+    }
+    inputs = ReportInputs(attack={"fewshot": {}}, suffixes=suffixes)
+    section, _ = attacks_section(inputs, ReportOptions(max_text=5), tmp_path, "plots")
+    by_title = {p.title: p for p in section.parts}
+    rows = by_title["Sample continuations"].table.rows
+    assert rows[0] == [
+        "Antibiotics kill what?",
+        "steered",
+        [("code", "⏎A.⏎A …")],  # cut at 5 characters, line breaks shown
+        "2.50",
+        "yes",
+        "no",
+    ]
+    assert rows[1][1:] == ["baseline", [("code", " Bact …")], "1.50", "no", "yes"]
+    # the samples are not repeated among the found suffixes
+    assert by_title["Found suffixes"].table.rows == [["suffixes.steered.suffix", [("code", "x x")]]]
