@@ -232,11 +232,11 @@ class EvasionParams(Section):
 class WhiteboxParams(Section):
     n_train: PositiveInt = 8
     soft_tokens: PositiveInt = 20
-    soft_steps: NonNegativeInt = 8
+    soft_steps: NonNegativeInt = 6
     soft_lr: float = Field(0.05, gt=0)
     layer: NonNegativeInt | None = None  # residual attack after this block; None: sae.layer - 1
     bounds: list[float] = Field(default_factory=lambda: [0.1])
-    residual_steps: NonNegativeInt = 8
+    residual_steps: NonNegativeInt = 6
     residual_lr: float = Field(0.1, gt=0)
 
 
@@ -245,8 +245,8 @@ class RelearnParams(Section):
     n_passages: PositiveInt = 8
     seq_len: PositiveInt = 128
     batch_size: PositiveInt = 2
-    steps: NonNegativeInt = 6
-    eval_every: PositiveInt = 3
+    steps: NonNegativeInt = 4
+    eval_every: PositiveInt = 2
     lr: float = Field(1e-3, gt=0)
     lora_rank: PositiveInt = 8
     top_layers: PositiveInt = 2

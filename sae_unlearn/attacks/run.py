@@ -161,7 +161,7 @@ class _AttackRun:
                 )
                 per_step[name] = round((time.perf_counter() - t0) / max(1, len(result.losses)), 2)
                 frame = self.evaluate(suffix=result.best_string)
-                curve = self._budget_curve(result)
+                curve = self._budget_curve(result, {result.best_string: frame})
                 per_question = self._per_question(targets, prompts, allowed, result)
                 if name not in self.zero_shot:
                     self.zero_shot[name] = self.evaluate()
@@ -194,18 +194,21 @@ class _AttackRun:
             "targets_acc_universal": float(shared.mean()),
         }
 
-    def _budget_curve(self, result: GCGResult) -> dict[str, float]:
+    def _budget_curve(self, result: GCGResult, scored: dict[str, pd.DataFrame]) -> dict[str, float]:
         """Accuracy with the suffix GCG held at step 0 (its initial string) and every
-        `gcg_eval_every` steps: what a smaller budget would have found."""
+        `gcg_eval_every` steps: what a smaller budget would have found. `scored`: results
+        already computed, by suffix (each suffix is scored once)."""
         steps = len(result.losses)
         every = max(1, self.cfg.gcg_eval_every)
         suffixes = {0: self.cfg.gcg.optim_str_init.strip()}
         suffixes.update({s: result.strings[s - 1] for s in range(every, steps + 1, every)})
-        # a skipped step (no candidate left) holds "": the question without a suffix
-        return {
-            str(step): float(self.evaluate(suffix=suffix)["correct"].mean())
-            for step, suffix in suffixes.items()
-        }
+        curve = {}
+        for step, suffix in suffixes.items():
+            # a skipped step (no candidate left) holds "": the question without a suffix
+            if suffix not in scored:
+                scored[suffix] = self.evaluate(suffix=suffix)
+            curve[str(step)] = float(scored[suffix]["correct"].mean())
+        return curve
 
     def _gcg_metrics(self, name: str, result: GCGResult, frame, held_out) -> dict:
         summary = self.summary(frame)

@@ -48,11 +48,11 @@ from sae_unlearn.steering import ClampHook
 class WhiteboxConfig:
     n_train: int = 8  # dev-half forget questions the attacks optimise over
     soft_tokens: int = 20
-    soft_steps: int = 8
+    soft_steps: int = 6
     soft_lr: float = 0.05  # Adam step, in units of the embeddings' RMS
     layer: int = 8  # residual attack: after this block
     bounds: tuple[float, ...] = (0.1,)  # residual norm bounds, x the median token norm
-    residual_steps: int = 8
+    residual_steps: int = 6
     residual_lr: float = 0.1  # Adam step, in units of the bound
     seed: int = 0
 
