@@ -35,7 +35,12 @@ from sae_unlearn.attacks.perturb import filler_paragraph
 from sae_unlearn.attacks.relearn import RelearnConfig, forget_passages, relearn_attack
 from sae_unlearn.attacks.subsets import deterministic_subset, pool_and_scored
 from sae_unlearn.attacks.synonyms import read_synonyms
-from sae_unlearn.attacks.whitebox import WhiteboxConfig, recovery, whitebox_attack
+from sae_unlearn.attacks.whitebox import (
+    WhiteboxConfig,
+    check_pool,
+    recovery,
+    whitebox_attack,
+)
 from sae_unlearn.data import prepared_path, read_question_file
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation import EvalConfig, checked_clamp, load_clamp_hook
@@ -90,6 +95,12 @@ class _Plan:
         fingerprints = {"forget": question_fingerprint(forget)}
         if family == "icl":
             self.cfg = ICLConfig(ks=tuple(p.get("attack.icl.k")), seed=seed)
+            pool, _ = pool_and_scored(forget, self.n_eval, seed)
+            if max(self.cfg.ks, default=0) > len(pool):  # checked before the model loads
+                raise UserError(
+                    f"attack.icl.k asks for {max(self.cfg.ks)} shots, but the dev half of the "
+                    f"forget questions holds {len(pool)}. Fix: lower attack.icl.k"
+                )
             self.inputs = {"forget": forget, "n_eval": self.n_eval}
             self.attack = icl_attack
         elif family == "evasion":
@@ -104,7 +115,8 @@ class _Plan:
             synonyms = read_synonyms(e["synonyms"])
             table = json.dumps(synonyms, sort_keys=True).encode()
             extra = {"filler": filler, "synonyms_sha256": _sha256(table)}
-            questions = deterministic_subset(forget, self.n_eval, seed)
+            # the test half: the embedded synonym table was built from dev-half gate tokens
+            _, questions = pool_and_scored(forget, self.n_eval, seed)
             self.inputs = {"questions": questions, "filler": filler, "synonyms": synonyms}
             self.attack = evasion_attack
         elif family == "whitebox":
@@ -112,6 +124,7 @@ class _Plan:
             w["bounds"] = tuple(w["bounds"])
             self.cfg = WhiteboxConfig(**w, layer=_whitebox_layer(p), seed=seed)
             pool, scored = pool_and_scored(forget, self.n_eval, seed)
+            check_pool(pool, self.cfg.n_train)
             self.inputs = {"pool": pool, "scored": scored}
             self.attack = whitebox_attack
         else:

@@ -52,9 +52,18 @@ class RelearnConfig:
             raise UserError(
                 f"attack.relearn.method {self.method!r}: choose one of {list(RELEARN_METHODS)}"
             )
-        for name in ("n_passages", "seq_len", "batch_size", "eval_every", "lora_rank"):
+        for name in (
+            "n_passages",
+            "seq_len",
+            "batch_size",
+            "eval_every",
+            "lora_rank",
+            "top_layers",
+        ):
             if getattr(self, name) < 1:
                 raise UserError(f"attack.relearn.{name} must be >= 1")
+        if self.steps < 0:
+            raise UserError("attack.relearn.steps must be >= 0")
 
 
 def forget_passages(
@@ -131,6 +140,9 @@ def relearn_attack(
     checkpoints = sorted({0, cfg.steps, *range(cfg.eval_every, cfg.steps, cfg.eval_every)})
     order = np.random.default_rng(cfg.seed).permutation(cfg.steps * cfg.batch_size)
     rows = order % len(passages)  # a seeded walk over the passages, the same for each model
+    for hook in hooks.values():
+        if hook is not None:  # the clamp stays as it is: no gradient for the SAE's weights
+            hook.requires_grad_(False)
     for name, hook in hooks.items():
         tuned, params = trainable_copy(model, cfg)
         optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
@@ -139,11 +151,22 @@ def relearn_attack(
             for step in range(cfg.steps + 1):
                 if step in checkpoints:
                     _checkpoint(
-                        out, tuned, tokenizer, forget, retain, name, step, eval_cfg, max_tokens, log
+                        out,
+                        tuned,
+                        tokenizer,
+                        forget,
+                        retain,
+                        name,
+                        hook,
+                        step,
+                        eval_cfg,
+                        max_tokens,
+                        log,
                     )
                 if step == cfg.steps:
                     break
                 batch = passages[rows[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+                batch = batch.to(next(tuned.parameters()).device)
                 optimiser.zero_grad()
                 with torch.enable_grad():
                     loss = _lm_loss(tuned, batch)
@@ -156,10 +179,12 @@ def relearn_attack(
     return out
 
 
-def _checkpoint(out, tuned, tokenizer, forget, retain, name, step, eval_cfg, max_tokens, log):
+def _checkpoint(out, tuned, tokenizer, forget, retain, name, hook, step, eval_cfg, max_tokens, log):
     with torch.no_grad():
         frames = {
-            role: evaluate_questions(tuned, tokenizer, qs, eval_cfg, max_tokens=max_tokens)
+            role: evaluate_questions(
+                tuned, tokenizer, qs, eval_cfg, max_tokens=max_tokens, gates=hook
+            )
             for role, qs in (("forget", forget), ("retain", retain))
         }
     fig = add_setting(

@@ -35,6 +35,7 @@ from sae_unlearn.attacks.subsets import deterministic_subset
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.evaluation.forward import decoder, final_hidden, output_logits
+from sae_unlearn.evaluation.gates import GateRecorder, gate_columns
 from sae_unlearn.evaluation.prompts import answer_continuations, split_at_suffix
 from sae_unlearn.evaluation.requests import build_requests, encode_pair, encode_prompt, per_request
 from sae_unlearn.evaluation.results import results_frame
@@ -62,6 +63,15 @@ class WhiteboxConfig:
                 raise UserError(f"attack.whitebox.{name} must be >= 1")
         if any(b <= 0 for b in self.bounds):
             raise UserError(f"attack.whitebox.bounds must be positive, got {list(self.bounds)}")
+
+
+def check_pool(pool: pd.DataFrame, n_train: int) -> None:
+    """The dev-half forget questions must hold the training questions the attacks fit on."""
+    if len(pool) < n_train:
+        raise UserError(
+            f"attack.whitebox.n_train={n_train}, but the dev half of the forget questions "
+            f"holds {len(pool)}. Fix: lower attack.whitebox.n_train"
+        )
 
 
 def residual_setting(bound: float) -> str:
@@ -123,8 +133,10 @@ def scored_with_soft_prompt(
     fmt: str,
     soft: torch.Tensor,
     max_tokens: int,
+    gates: ClampHook | None = None,
 ) -> pd.DataFrame:
-    """Per-question results with the soft prompt where a suffix goes (packed scoring)."""
+    """Per-question results with the soft prompt where a suffix goes (packed scoring); with
+    `gates` (an attached hook), where its gate opened, as `evaluate_questions` records it."""
     bos = 1 if tokenizer.bos_token_id is not None else 0
     requests = build_requests(questions, fmt)
     pieces = []
@@ -139,28 +151,32 @@ def scored_with_soft_prompt(
     avoid = {tokenizer.pad_token_id or 0}
     placeholder = unused_token(vocab, [h + a + c for h, a, c in pieces], avoid)
     pairs = [(h + [placeholder] * len(soft) + a, c) for h, a, c in pieces]
+    recorder = GateRecorder(gates, len(pairs)) if gates is not None else None
     with torch.no_grad(), embeddings_replaced(model, placeholder, soft):
-        scores = score_sequences(model, pairs, max_tokens=max_tokens)
-    return results_frame(questions, requests, per_request(requests, [s for s, _ in scores]))
+        scores = score_sequences(model, pairs, max_tokens=max_tokens, recorder=recorder)
+    frame = results_frame(questions, requests, per_request(requests, [s for s, _ in scores]))
+    if recorder is not None:
+        for column, values in gate_columns(recorder, requests, pairs, tokenizer).items():
+            frame[column] = values
+    return frame
 
 
 def typical_residual_norm(model: nn.Module, prompts, layer: int) -> float:
     """The median norm of the residual stream after block `layer` over the training
-    prompts' tokens, the first (BOS) left out: Gemma's first position carries a norm tens of
-    times the others' (an attention sink), which would dwarf every bound."""
-    norms = []
+    prompts' tokens, the first (BOS) and the padding left out: Gemma's first position carries
+    a norm tens of times the others' (an attention sink), which would dwarf every bound."""
+    captured = []
     block = decoder_layers(model)[layer]
-    handle = block.register_forward_hook(
-        lambda _m, _i, out: norms.append(layer_output(out)[:, 1:].norm(dim=-1))
-    )
+    handle = block.register_forward_hook(lambda _m, _i, out: captured.append(layer_output(out)))
     try:
         with torch.no_grad():
             target_loss(model, prompts, None)
     finally:
         handle.remove()
-    # padded rows hold zeros past their end; real tokens never have norm 0
-    values = torch.cat([n.flatten() for n in norms])
-    return float(values[values > 0].median())
+    (hidden,) = captured  # [prompts, width, d], right-padded
+    lengths = [len(p.before) + len(p.after) + len(p.target) for p in prompts]
+    norms = torch.cat([hidden[j, 1:n].norm(dim=-1) for j, n in enumerate(lengths)])
+    return float(norms.median())
 
 
 def _adam_fit(
@@ -220,10 +236,11 @@ def residual_attack(
     """A residual vector of norm <= `radius` after block `cfg.layer`, fitted from a small
     seeded start so the model's next-token log-probabilities at every position of the
     prompts match `reference` (the unsteered model's, `prompt_logits` of it)."""
-    generator = torch.Generator().manual_seed(cfg.seed)
-    dim = model.get_input_embeddings().embedding_dim
-    start = torch.randn(dim, generator=generator)
-    delta = (start * (0.01 * radius / start.norm())).requires_grad_(True)
+    generator = torch.Generator().manual_seed(cfg.seed)  # drawn on the CPU: the same start anywhere
+    embedding = model.get_input_embeddings()
+    start = torch.randn(embedding.embedding_dim, generator=generator)
+    start = (start * (0.01 * radius / start.norm())).to(embedding.weight.device)
+    delta = start.requires_grad_(True)
 
     def loss_fn() -> torch.Tensor:
         with residual_added(model, cfg.layer, delta):
@@ -237,21 +254,24 @@ def residual_attack(
         d.mul_(min(1.0, radius / max(float(d.norm()), 1e-12)))
 
     # Adam moves every coordinate by about lr, the vector by about lr * sqrt(dim)
-    lr = cfg.residual_lr * radius / dim**0.5
+    lr = cfg.residual_lr * radius / embedding.embedding_dim**0.5
     losses = _adam_fit(delta, loss_fn, cfg.residual_steps, lr, project)
     return delta.detach(), losses
 
 
 @contextmanager
-def _frozen(model: nn.Module) -> Iterator[None]:
-    """Only the attack's own tensors learn: no gradient is kept for the weights."""
-    flags = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
+def _frozen(model: nn.Module, hooks: dict[str, ClampHook | None]) -> Iterator[None]:
+    """Only the attack's own tensors learn: no gradient is kept for the model's weights or
+    the clamp hooks' SAE weights."""
+    params = list(model.parameters())
+    params += [p for hook in hooks.values() if hook is not None for p in hook.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
         p.requires_grad_(False)
     try:
         yield
     finally:
-        for p, flag in zip(model.parameters(), flags, strict=True):
+        for p, flag in zip(params, flags, strict=True):
             p.requires_grad_(flag)
 
 
@@ -269,10 +289,12 @@ def whitebox_attack(
     """Per model: `none`, `soft_prompt` and, for a steered model, each `residual_<bound>` on
     the `scored` questions, the attacks trained on `n_train` questions of `pool`."""
     check_layer(model, cfg.layer, what="attack.whitebox.layer")
+    check_pool(pool, cfg.n_train)
     train = deterministic_subset(pool, cfg.n_train, cfg.seed)
     prompts = gcg_prompts(tokenizer, train, eval_cfg.format)
     x_id = tokenizer(" x", add_special_tokens=False)["input_ids"][-1]
-    init = torch.full((cfg.soft_tokens,), x_id)  # GCG's "x x x ..." start, as vectors
+    device = model.get_input_embeddings().weight.device
+    init = torch.full((cfg.soft_tokens,), x_id, device=device)  # GCG's "x x x ..." start
     out = FamilyOutputs()
     curves: dict = {}
     norms: dict = {}
@@ -281,19 +303,23 @@ def whitebox_attack(
         fig = add_setting(out, name, setting, frame, eval_cfg.bootstrap, eval_cfg.seed)
         log(f"whitebox {setting} {name}: acc {fig['acc']:.3f}")
 
-    def plain() -> pd.DataFrame:
-        return evaluate_questions(model, tokenizer, scored, eval_cfg, max_tokens=max_tokens)
+    def plain(hook) -> pd.DataFrame:
+        return evaluate_questions(
+            model, tokenizer, scored, eval_cfg, max_tokens=max_tokens, gates=hook
+        )
 
-    with _frozen(model):
+    with _frozen(model, hooks):
         with torch.no_grad():  # what the residual attack restores: the unsteered model
             reference = torch.log_softmax(prompt_logits(model, prompts), dim=-1)
         for name, hook in hooks.items():
             curves[name] = {}
             with maybe_steer(model, hook):
-                score(name, "none", plain())
+                score(name, "none", plain(hook))
                 soft, curves[name]["soft_prompt"] = soft_prompt_attack(model, prompts, init, cfg)
                 fmt = eval_cfg.format
-                frame = scored_with_soft_prompt(model, tokenizer, scored, fmt, soft, max_tokens)
+                frame = scored_with_soft_prompt(
+                    model, tokenizer, scored, fmt, soft, max_tokens, gates=hook
+                )
                 score(name, "soft_prompt", frame)
                 if hook is None:
                     continue
@@ -304,7 +330,7 @@ def whitebox_attack(
                         model, prompts, reference, bound * norms[name], cfg
                     )
                     with residual_added(model, cfg.layer, delta):
-                        score(name, setting, plain())
+                        score(name, setting, plain(hook))
     out.metrics.update(n=len(scored), n_train=len(train))
     out.records["losses"] = curves
     out.records["residual_norm"] = norms

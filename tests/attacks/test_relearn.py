@@ -91,3 +91,7 @@ def test_config_refusals():
         RelearnConfig(method="full")
     with pytest.raises(UserError, match="eval_every must be >= 1"):
         RelearnConfig(eval_every=0)
+    with pytest.raises(UserError, match="top_layers must be >= 1"):
+        RelearnConfig(method="top_layers", top_layers=0)  # blocks[-0:] would train them all
+    with pytest.raises(UserError, match="steps must be >= 0"):
+        RelearnConfig(steps=-1)

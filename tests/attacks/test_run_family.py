@@ -116,3 +116,18 @@ def test_unknown_perturbation_is_refused_by_the_params_schema(tmp_path, tiny_mod
     )
     assert result.exit_code == 2
     assert "attack.evasion.perturbations" in result.output and "leetspeak" in result.output
+
+
+def test_more_icl_shots_than_dev_questions_are_refused_before_the_model_loads(
+    tmp_path, tiny_model_dir
+):
+    params_path = family_project(tmp_path, tiny_model_dir)
+    edited = yaml.safe_load(params_path.read_text())
+    edited["attack"]["icl"]["k"] = [0, 99]
+    edited["model"]["dir"] = str(tmp_path / "no-model-here")  # never reached
+    params_path.write_text(yaml.safe_dump(edited))
+    result = CliRunner().invoke(
+        app, ["attack-family", "icl", "--model", "baseline", "--params", str(params_path)]
+    )
+    assert result.exit_code == 2
+    assert "attack.icl.k asks for 99 shots" in result.output and "Traceback" not in result.output

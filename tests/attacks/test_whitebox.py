@@ -11,6 +11,7 @@ from sae_unlearn.attacks.gcg import target_loss
 from sae_unlearn.attacks.gcg_tokens import gcg_prompts
 from sae_unlearn.attacks.whitebox import (
     WhiteboxConfig,
+    check_pool,
     embeddings_replaced,
     prompt_logits,
     recovery,
@@ -18,6 +19,7 @@ from sae_unlearn.attacks.whitebox import (
     residual_attack,
     scored_with_soft_prompt,
     soft_prompt_attack,
+    typical_residual_norm,
     unused_token,
     whitebox_attack,
 )
@@ -194,3 +196,43 @@ def test_config_refusals():
         WhiteboxConfig(bounds=(0.1, 0.0))
     with pytest.raises(UserError, match="n_train must be >= 1"):
         WhiteboxConfig(n_train=0)
+
+
+def test_typical_residual_norm_leaves_out_bos_and_padding(tiny_model):
+    model, tokenizer = tiny_model
+    prompts = gcg_prompts(tokenizer, questions(3), "cloze")
+    assert len({len(p.before) + len(p.after) + len(p.target) for p in prompts}) > 1  # padded
+    norms = []
+    with torch.no_grad():
+        for p in prompts:  # one prompt at a time: no padding at all
+            ids = torch.tensor([p.before + p.after + p.target])
+            with capture_residuals(model, [0]) as captured:
+                model(input_ids=ids)
+            norms.append(captured[0][0, 1:].norm(dim=-1))
+    expected = float(torch.cat(norms).median())
+    assert typical_residual_norm(model, prompts, 0) == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_steered_gate_share_and_a_frozen_sae(tiny_model, gated_hook):
+    model, tokenizer = tiny_model
+    cfg = WhiteboxConfig(
+        n_train=2, soft_tokens=2, soft_steps=1, layer=0, bounds=(0.1,), residual_steps=1
+    )
+    out = whitebox_attack(
+        model,
+        tokenizer,
+        questions(4),
+        questions(3, offset=4),
+        {"steered": gated_hook},
+        cfg,
+        EVAL,
+        log=lambda _m: None,
+    )
+    for fig in out.metrics["steered"].values():
+        assert 0.0 <= fig["gate_share"] <= 1.0
+    assert all(p.grad is None for p in gated_hook.parameters())
+
+
+def test_too_few_dev_questions_for_n_train_are_refused():
+    with pytest.raises(UserError, match="n_train=9, but the dev half .* holds 4"):
+        check_pool(questions(4), 9)
