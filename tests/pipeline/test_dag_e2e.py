@@ -110,7 +110,7 @@ TINY_OVERRIDES: dict[str, object] = {
     "attack.gibberish.n_samples": 1,
     "attack.icl.k": [0, 1],
     "attack.evasion.filler_words": 8,
-    "attack.whitebox.n_train": 2,
+    "attack.whitebox.n_train": 1,  # the tiny forget set has one dev-half question
     "attack.whitebox.soft_tokens": 3,
     "attack.whitebox.soft_steps": 2,
     "attack.whitebox.residual_steps": 2,
