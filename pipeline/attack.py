@@ -17,12 +17,13 @@ from pathlib import Path
 import typer
 
 from pipeline.clamp_file import clamp_file
+from pipeline.eval_config import eval_config
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.attacks import AttackConfig, GCGConfig, GibberishConfig, PhaseClock, run_attacks
 from sae_unlearn.attacks.halves import half_record, join_halves, read_half, write_half
 from sae_unlearn.data import prepared_path, read_question_file
-from sae_unlearn.evaluation import EvalConfig, checked_clamp, load_clamp_hook
+from sae_unlearn.evaluation import checked_clamp, load_clamp_hook
 from sae_unlearn.io import atomic_dir, write_json
 from sae_unlearn.models import load_model
 
@@ -49,12 +50,7 @@ def attack_config(p: Params, o: dict) -> AttackConfig:
     gcg = {k: v for k, v in p.get("attack.gcg").items() if k not in OURS}
     gcg.update({k: o[k] for k in GCG_OVERRIDES if o.get(k) is not None})
     return AttackConfig(
-        evaluation=EvalConfig(
-            format=p.pick(o.get("format"), "evaluate.format"),
-            batch_size=p.pick(o.get("batch_size"), "evaluate.batch_size"),
-            bootstrap=p.get("evaluate.bootstrap"),
-            seed=p.get("seed"),
-        ),
+        evaluation=eval_config(p, o.get("format"), o.get("batch_size")),
         seed=p.get("attack.seed"),
         fewshot=tuple(o.get("fewshot") or p.get("attack.fewshot")),
         n_eval=p.pick(o.get("n_eval"), "attack.n_eval"),

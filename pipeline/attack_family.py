@@ -20,6 +20,7 @@ import typer
 
 from pipeline.attack import attack_model
 from pipeline.clamp_file import clamp_file
+from pipeline.eval_config import eval_config
 from pipeline.params import Params, ParamsOption, family_metrics_path
 from pipeline.timing import record_run_time
 from sae_unlearn.attacks.evasion import EvasionConfig, check_perturbations, evasion_attack
@@ -43,7 +44,7 @@ from sae_unlearn.attacks.whitebox import (
 )
 from sae_unlearn.data import prepared_path, read_question_file
 from sae_unlearn.errors import UserError
-from sae_unlearn.evaluation import EvalConfig, checked_clamp, load_clamp_hook
+from sae_unlearn.evaluation import checked_clamp, load_clamp_hook
 from sae_unlearn.evaluation.fingerprint import question_fingerprint
 from sae_unlearn.io import write_json
 
@@ -83,12 +84,7 @@ class _Plan:
     `record` is what the baseline's half must share with the steered one."""
 
     def __init__(self, family: str, p: Params, forget: pd.DataFrame) -> None:
-        self.eval_cfg = EvalConfig(
-            format=p.get("evaluate.format"),
-            batch_size=p.get("evaluate.batch_size"),
-            bootstrap=p.get("evaluate.bootstrap"),
-            seed=p.get("seed"),
-        )
+        self.eval_cfg = eval_config(p)
         self.n_eval, self.max_tokens = p.get("attack.n_eval"), p.get("attack.max_tokens")
         self.common = {"eval_cfg": self.eval_cfg, "max_tokens": self.max_tokens, "log": typer.echo}
         seed, extra = p.get("attack.seed"), {}

@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from pipeline.clamp_file import clamp_file
+from pipeline.eval_config import eval_config
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.data import ALL_ROLES, ROLES, prepared_path, read_question_file
@@ -37,15 +38,6 @@ from sae_unlearn.evaluation import (
 from sae_unlearn.io import atomic_dir, write_json, write_parquet
 from sae_unlearn.models import load_model
 from sae_unlearn.steering import ClampConfig
-
-
-def eval_config(p: Params, fmt: str | None, batch_size: int | None) -> EvalConfig:
-    return EvalConfig(
-        format=p.pick(fmt, "evaluate.format"),
-        batch_size=int(p.pick(batch_size, "evaluate.batch_size")),
-        bootstrap=int(p.get("evaluate.bootstrap")),
-        seed=int(p.get("seed")),
-    )
 
 
 def question_paths(p: Params, options: dict[str, Path | None]) -> dict[str, Path]:
