@@ -1,5 +1,6 @@
 """What every attack family gives, per model, and how the baseline's and the steered
-model's halves are written, checked and joined.
+model's halves are written, checked and joined; `frozen`, for the families that fit tensors
+of their own.
 
 A family's stage pair (`attack-<family>-baseline`, `attack-<family>`) runs one model each:
 the baseline's half does not read the clamp, so a clamp sweep point reruns only the steered
@@ -10,11 +11,14 @@ and `run.json`: the config and the questions, which the two halves must share.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from torch import nn
 
 from sae_unlearn.attacks.halves import check_record, joined
 from sae_unlearn.choices import ATTACK_FAMILIES
@@ -24,6 +28,21 @@ from sae_unlearn.evaluation.metrics import accuracy_summary
 from sae_unlearn.io import atomic_dir, read_json, write_json
 
 FAMILIES = ATTACK_FAMILIES
+
+
+@contextmanager
+def frozen(modules: Iterable[nn.Module | None]) -> Iterator[None]:
+    """No gradient kept for these modules' weights (a model, clamp hooks and their SAEs)
+    while an attack fits its own tensors; their flags are restored after."""
+    params = [p for module in modules if module is not None for p in module.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
 
 
 @dataclass

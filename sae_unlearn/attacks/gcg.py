@@ -69,7 +69,7 @@ class GCGResult:
     n_candidates: list[int] = field(default_factory=list)  # candidates left after filtering
 
 
-def _embedding_scale(embedding: nn.Module) -> float:
+def embedding_scale(embedding: nn.Module) -> float:
     """Gemma multiplies token embeddings by sqrt(d_model) inside its embedding module."""
     scale = getattr(embedding, "embed_scale", 1.0)
     return float(scale) if not torch.is_tensor(scale) else float(scale.item())
@@ -124,7 +124,7 @@ def token_gradient(
     """
     device = next(model.parameters()).device
     embedding = model.get_input_embeddings()
-    scale = _embedding_scale(embedding)
+    scale = embedding_scale(embedding)
     with torch.enable_grad():
         suffix = embedding(ids.to(device)[None])[0].detach().requires_grad_(True)
         loss = target_loss(model, prompts, suffix)

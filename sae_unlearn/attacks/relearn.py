@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from sae_unlearn.attacks.family import FamilyOutputs, add_setting
+from sae_unlearn.attacks.family import FamilyOutputs, add_setting, frozen
 from sae_unlearn.choices import RELEARN_METHODS
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.config import EvalConfig
@@ -136,44 +136,29 @@ def relearn_attack(
     """Per model: `step=<s>` settings (forget accuracy, with `retain_acc` beside it) at step 0
     and every `eval_every` steps, and the training loss of every step."""
     out = FamilyOutputs()
-    losses: dict[str, list[float]] = {}
     checkpoints = sorted({0, cfg.steps, *range(cfg.eval_every, cfg.steps, cfg.eval_every)})
     order = np.random.default_rng(cfg.seed).permutation(cfg.steps * cfg.batch_size)
     rows = order % len(passages)  # a seeded walk over the passages, the same for each model
-    for hook in hooks.values():
-        if hook is not None:  # the clamp stays as it is: no gradient for the SAE's weights
-            hook.requires_grad_(False)
-    for name, hook in hooks.items():
-        tuned, params = trainable_copy(model, cfg)
-        optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-        losses[name] = []
-        with maybe_steer(tuned, hook):
-            for step in range(cfg.steps + 1):
-                if step in checkpoints:
-                    _checkpoint(
-                        out,
-                        tuned,
-                        tokenizer,
-                        forget,
-                        retain,
-                        name,
-                        hook,
-                        step,
-                        eval_cfg,
-                        max_tokens,
-                        log,
-                    )
-                if step == cfg.steps:
-                    break
-                batch = passages[rows[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
-                batch = batch.to(next(tuned.parameters()).device)
-                optimiser.zero_grad()
-                with torch.enable_grad():
-                    loss = _lm_loss(tuned, batch)
-                    loss.backward()
-                optimiser.step()
-                losses[name].append(float(loss.detach()))
-        del tuned, optimiser
+    losses: dict[str, list[float]] = {name: [] for name in hooks}
+    with frozen(hooks.values()):  # the clamp stays as it is: no gradient for the SAE
+        for name, hook in hooks.items():
+            tuned, params = trainable_copy(model, cfg)
+            optimiser = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+            with maybe_steer(tuned, hook):
+                for step in range(cfg.steps + 1):
+                    if step in checkpoints:
+                        scored = (forget, retain, name, hook, step)
+                        _checkpoint(out, tuned, tokenizer, *scored, eval_cfg, max_tokens, log)
+                    if step == cfg.steps:
+                        break
+                    batch = passages[rows[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
+                    optimiser.zero_grad()
+                    with torch.enable_grad():
+                        loss = _lm_loss(tuned, batch.to(next(tuned.parameters()).device))
+                        loss.backward()
+                    optimiser.step()
+                    losses[name].append(float(loss.detach()))
+            del tuned, optimiser
     out.metrics.update(n=len(forget), n_retain=len(retain), passages=len(passages))
     out.records["losses"] = losses
     return out

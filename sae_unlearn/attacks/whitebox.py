@@ -28,8 +28,8 @@ import torch
 from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from sae_unlearn.attacks.family import FamilyOutputs, add_setting
-from sae_unlearn.attacks.gcg import _embedding_scale, target_loss
+from sae_unlearn.attacks.family import FamilyOutputs, add_setting, frozen
+from sae_unlearn.attacks.gcg import embedding_scale, target_loss
 from sae_unlearn.attacks.gcg_tokens import gcg_prompts
 from sae_unlearn.attacks.subsets import deterministic_subset
 from sae_unlearn.errors import UserError
@@ -41,7 +41,8 @@ from sae_unlearn.evaluation.requests import build_requests, encode_pair, encode_
 from sae_unlearn.evaluation.results import results_frame
 from sae_unlearn.evaluation.run import evaluate_questions, maybe_steer
 from sae_unlearn.evaluation.scoring import score_sequences
-from sae_unlearn.models.layers import check_layer, decoder_layers, layer_output
+from sae_unlearn.models.capture import capture_residuals, run_to_layers
+from sae_unlearn.models.layers import check_layer, decoder_layers
 from sae_unlearn.steering import ClampHook
 
 
@@ -165,18 +166,12 @@ def typical_residual_norm(model: nn.Module, prompts, layer: int) -> float:
     """The median norm of the residual stream after block `layer` over the training
     prompts' tokens, the first (BOS) and the padding left out: Gemma's first position carries
     a norm tens of times the others' (an attention sink), which would dwarf every bound."""
-    captured = []
-    block = decoder_layers(model)[layer]
-    handle = block.register_forward_hook(lambda _m, _i, out: captured.append(layer_output(out)))
-    try:
-        with torch.no_grad():
-            target_loss(model, prompts, None)
-    finally:
-        handle.remove()
-    (hidden,) = captured  # [prompts, width, d], right-padded
-    lengths = [len(p.before) + len(p.after) + len(p.target) for p in prompts]
-    norms = torch.cat([hidden[j, 1:n].norm(dim=-1) for j, n in enumerate(lengths)])
-    return float(norms.median())
+    ids, mask = padded_prompts(model, prompts)
+    with torch.no_grad(), capture_residuals(model, [layer], stop_after_last=True) as captured:
+        hidden = run_to_layers(model, captured, input_ids=ids, attention_mask=mask)[layer]
+    keep = mask.bool()
+    keep[:, 0] = False
+    return float(hidden[keep].norm(dim=-1).median())
 
 
 def _adam_fit(
@@ -203,7 +198,7 @@ def soft_prompt_attack(
     embedding = model.get_input_embeddings()
     with torch.no_grad():
         soft = embedding(init[None])[0].clone()
-        rms = float(embedding.weight.float().pow(2).mean().sqrt()) * _embedding_scale(embedding)
+        rms = float(embedding.weight.float().pow(2).mean().sqrt()) * embedding_scale(embedding)
     soft.requires_grad_(True)
     losses = _adam_fit(
         soft,
@@ -215,17 +210,23 @@ def soft_prompt_attack(
     return soft.detach(), losses
 
 
-def prompt_logits(model: nn.Module, prompts) -> torch.Tensor:
-    """Float logits `[n_tokens, vocab]` at every position of the prompts (question, answer
-    cue and answer), the positions of all prompts concatenated."""
+def padded_prompts(model: nn.Module, prompts) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompts' whole ids (question, answer cue and answer), right-padded into one batch,
+    and the mask of their real tokens."""
     device = next(model.parameters()).device
     seqs = [p.before + p.after + p.target for p in prompts]
-    width = max(len(seq) for seq in seqs)
-    ids = torch.zeros((len(seqs), width), dtype=torch.long, device=device)
+    ids = torch.zeros((len(seqs), max(len(seq) for seq in seqs)), dtype=torch.long, device=device)
     mask = torch.zeros_like(ids)
     for j, seq in enumerate(seqs):
         ids[j, : len(seq)] = torch.tensor(seq)
         mask[j, : len(seq)] = 1
+    return ids, mask
+
+
+def prompt_logits(model: nn.Module, prompts) -> torch.Tensor:
+    """Float logits `[n_tokens, vocab]` at every position of the prompts, the positions of
+    all prompts concatenated."""
+    ids, mask = padded_prompts(model, prompts)
     hidden = final_hidden(decoder(model), None, input_ids=ids, attention_mask=mask)
     return output_logits(model, hidden[mask.bool()]).float()
 
@@ -257,22 +258,6 @@ def residual_attack(
     lr = cfg.residual_lr * radius / embedding.embedding_dim**0.5
     losses = _adam_fit(delta, loss_fn, cfg.residual_steps, lr, project)
     return delta.detach(), losses
-
-
-@contextmanager
-def _frozen(model: nn.Module, hooks: dict[str, ClampHook | None]) -> Iterator[None]:
-    """Only the attack's own tensors learn: no gradient is kept for the model's weights or
-    the clamp hooks' SAE weights."""
-    params = list(model.parameters())
-    params += [p for hook in hooks.values() if hook is not None for p in hook.parameters()]
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
 
 
 def whitebox_attack(
@@ -308,9 +293,10 @@ def whitebox_attack(
             model, tokenizer, scored, eval_cfg, max_tokens=max_tokens, gates=hook
         )
 
-    with _frozen(model, hooks):
-        with torch.no_grad():  # what the residual attack restores: the unsteered model
-            reference = torch.log_softmax(prompt_logits(model, prompts), dim=-1)
+    with frozen([model, *hooks.values()]):
+        if any(hook is not None for hook in hooks.values()):
+            with torch.no_grad():  # what the residual attack restores: the unsteered model
+                reference = torch.log_softmax(prompt_logits(model, prompts), dim=-1)
         for name, hook in hooks.items():
             curves[name] = {}
             with maybe_steer(model, hook):

@@ -64,6 +64,7 @@ def test_fine_tuning_changes_only_its_own_copy(tiny_model, method):
 def test_relearning_lowers_the_training_loss_with_the_hook_attached(tiny_model, hook):
     model, tokenizer = tiny_model
     before = state(model)
+    hook_flags = [p.requires_grad for p in hook.parameters()]
     passages = forget_passages(tokenizer, TRAINING_TEXT[:6], 4, 8, seed=0)
     cfg = RelearnConfig(n_passages=4, seq_len=8, batch_size=4, steps=6, eval_every=3, lr=1e-2)
     out = relearn_attack(
@@ -84,6 +85,8 @@ def test_relearning_lowers_the_training_loss_with_the_hook_attached(tiny_model, 
         losses = out.records["losses"][name]
         assert len(losses) == 6 and losses[-1] < losses[0]  # every step sees all 4 passages
     assert all(torch.equal(v, state(model)[k]) for k, v in before.items())
+    assert [p.requires_grad for p in hook.parameters()] == hook_flags  # frozen, then restored
+    assert all(p.grad is None for p in hook.parameters())
 
 
 def test_config_refusals():
