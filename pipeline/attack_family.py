@@ -91,13 +91,13 @@ class _Plan:
         fingerprints = {"forget": question_fingerprint(forget)}
         if family == "icl":
             self.cfg = ICLConfig(ks=tuple(p.get("attack.icl.k")), seed=seed)
-            pool, _ = pool_and_scored(forget, self.n_eval, seed)
+            pool, scored = pool_and_scored(forget, self.n_eval, seed)
             if max(self.cfg.ks, default=0) > len(pool):  # checked before the model loads
                 raise UserError(
                     f"attack.icl.k asks for {max(self.cfg.ks)} shots, but the dev half of the "
                     f"forget questions holds {len(pool)}. Fix: lower attack.icl.k"
                 )
-            self.inputs = {"forget": forget, "n_eval": self.n_eval}
+            self.inputs = {"pool": pool, "scored": scored}
             self.attack = icl_attack
         elif family == "evasion":
             e = p.get("attack.evasion")

@@ -15,7 +15,6 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.attacks.family import FamilyOutputs, add_setting
 from sae_unlearn.attacks.fewshot import fewshot_attack
-from sae_unlearn.attacks.subsets import pool_and_scored
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.steering import ClampHook
 
@@ -29,16 +28,16 @@ class ICLConfig:
 def icl_attack(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
-    forget: pd.DataFrame,
+    pool: pd.DataFrame,
+    scored: pd.DataFrame,
     hooks: dict[str, ClampHook | None],
     cfg: ICLConfig,
     eval_cfg: EvalConfig,
-    n_eval: int | None = None,
     max_tokens: int = 512,
     log: Callable[[str], None] = print,
 ) -> FamilyOutputs:
-    """Per k and model: accuracy on the scored test-half questions with k dev-half shots."""
-    pool, scored = pool_and_scored(forget, n_eval, cfg.seed)
+    """Per k and model: accuracy on the `scored` questions with k shots from `pool` (the
+    test half and the dev half of the forget questions: `subsets.pool_and_scored`)."""
     frames = fewshot_attack(
         model,
         tokenizer,

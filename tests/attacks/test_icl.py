@@ -83,11 +83,10 @@ def test_icl_attack_scores_each_k_for_each_model(tiny_model, gated_hook, monkeyp
     out = icl_attack(
         model,
         tokenizer,
-        forget(),
+        *pool_and_scored(forget(), 3, seed=0),
         {"baseline": None, "steered": gated_hook},
         ICLConfig(ks=(0, 1, 2), seed=0),
         EVAL,
-        n_eval=3,
         log=lines.append,
     )
     assert list(out.metrics) == ["baseline", "steered", "n", "pool"]
@@ -128,5 +127,11 @@ def test_more_shots_than_the_dev_half_has_are_refused(tiny_model):
     model, tokenizer = tiny_model
     with pytest.raises(UserError, match="10-shot needs 10 .* only 9 exist"):
         icl_attack(
-            model, tokenizer, forget(), {"baseline": None}, ICLConfig(ks=(10,)), EVAL, log=print
+            model,
+            tokenizer,
+            *pool_and_scored(forget(), None, seed=0),
+            {"baseline": None},
+            ICLConfig(ks=(10,)),
+            EVAL,
+            log=print,
         )
