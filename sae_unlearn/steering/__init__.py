@@ -21,6 +21,7 @@ from sae_unlearn.steering.positions import Prefix
 from sae_unlearn.steering.rows import (
     ACTIONS,
     CSV_COLUMNS,
+    CSV_REQUIRED,
     GATES,
     MODES,
     ClampConfig,
@@ -32,6 +33,7 @@ from sae_unlearn.steering.rows import (
 __all__ = [
     "ACTIONS",
     "CSV_COLUMNS",
+    "CSV_REQUIRED",
     "GATES",
     "MODES",
     "ClampConfig",

@@ -9,7 +9,16 @@ import pandas as pd
 
 from sae_unlearn.errors import UserError, read_input, read_yaml_input
 from sae_unlearn.io import atomic_path, write_yaml
-from sae_unlearn.steering.rows import CSV_COLUMNS, ClampConfig, Gate, SteeringRow, validate_rows
+from sae_unlearn.steering.rows import (
+    ACTIONS,
+    CSV_COLUMNS,
+    CSV_REQUIRED,
+    THRESHOLD_ACTIONS,
+    ClampConfig,
+    Gate,
+    SteeringRow,
+    validate_rows,
+)
 
 
 def _gated(cfg: ClampConfig) -> bool:
@@ -45,6 +54,16 @@ def read_clamp_yaml(path: str | Path) -> ClampConfig:
                 f"a row has the keys {sorted(known)}"
             )
     rows = [SteeringRow(**row) for row in data["rows"] or []]
+    for n, row in enumerate(rows):
+        # Before the authors' meaning was adopted, `clamp` rows held their value in
+        # clamp_value; read now, such a row would clamp to 0 without a word.
+        if row.hook_action == "clamp" and row.clamp_value != 0 and row.steering_coefficient == 0:
+            raise UserError(
+                f"{path}: rows[{n}] is a clamp row with clamp_value={row.clamp_value} and "
+                "steering_coefficient=0, written when clamp read its value from clamp_value; "
+                "clamp now sets steering_coefficient, as in the authors' CSV. Fix: rerun "
+                "`sae-unlearn clamp-config`, or move the value to steering_coefficient"
+            )
     validate_rows(rows, source=str(path))
     gate = Gate.from_dict(data.get("gate"), source=str(path))
     meta = data.get("meta") or {}
@@ -52,35 +71,105 @@ def read_clamp_yaml(path: str | Path) -> ClampConfig:
     return ClampConfig(int(data["layer"]), rows, mode, meta, gate=gate, sae=data.get("sae") or {})
 
 
+def _csv_columns(rows: list[SteeringRow]) -> list[str]:
+    """The columns a file of these rows needs, in the authors' order: a Clamp Prime file
+    has neither `refuse_id` nor `clamp_value`, as theirs has not."""
+    actions = {r.hook_action for r in rows}
+    return [
+        c
+        for c in CSV_COLUMNS
+        if (c != "refuse_id" or "clamp_refusal" in actions)
+        and (c != "clamp_value" or actions & set(THRESHOLD_ACTIONS))
+    ]
+
+
 def write_steering_csv(cfg: ClampConfig, path: str | Path) -> None:
-    """Export the paper's steering CSV. It has no column for a gate, and reads back as
-    latched, so a config with `clamp_gated` rows and another gate is refused."""
+    """Export the paper's steering CSV, in the authors' layout and meaning. It has no column
+    for a gate, and reads back as latched, so a config with `clamp_gated` rows and another
+    gate is refused. (`clamp_gated` is ours: the authors' code does not know it.)"""
     if _gated(cfg) and cfg.gate.kind != "latched":
         raise UserError(
             f"the steering CSV cannot carry the {cfg.gate.kind} gate (it reads back as "
             "latched); use the clamp YAML (write_clamp_yaml), or the latched gate"
         )
-    frame = pd.DataFrame([asdict(r) for r in cfg.rows], columns=CSV_COLUMNS)
-    frame["refuse_id"] = frame["refuse_id"].astype("Int64")
+    records = []
+    for r in cfg.rows:
+        record = asdict(r)
+        # Their reader casts every row's refuse_id to int where the column exists, so rows
+        # of other actions (which ignore it) carry their own latent rather than a blank.
+        if r.hook_action != "clamp_refusal":
+            record["refuse_id"] = r.latent_idx
+        if r.hook_action not in THRESHOLD_ACTIONS:
+            record["clamp_value"] = None  # unread by the action: left blank
+        records.append(record)
+    frame = pd.DataFrame(records, columns=_csv_columns(cfg.rows))
+    if "refuse_id" in frame.columns:
+        frame["refuse_id"] = frame["refuse_id"].astype("Int64")
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
-
-
-def _number(value) -> float:
-    return 0.0 if pd.isna(value) else float(value)
 
 
 def _index(value: object, column: str) -> int:
     """An integer column (a latent index): 12 and 12.0 are latent 12; 12.7 is refused
     rather than truncated to latent 12."""
-    number = float(value)  # type: ignore[arg-type]
+    number = _number(value, column)
     if not number.is_integer():
         raise ValueError(f"{column}={value!r} is not an integer latent index")
     return int(number)
 
 
+class _Missing(ValueError):
+    """A cell an action needs is empty: the message names the fix itself."""
+
+
+def _number(value: object, column: str) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{column}={value!r} is not a number") from None
+
+
+def _text(rec: dict, column: str) -> str:
+    value = rec.get(column)
+    return "" if value is None or pd.isna(value) else str(value)
+
+
+def _row(rec: dict) -> SteeringRow:
+    """One record as the authors' reader takes it: no `hook_action` column means `add`;
+    `clamp_value` is read only by the threshold actions and `refuse_id` only by
+    `clamp_refusal`, which must have them (their reader would fail, or compare with NaN)."""
+    action = _text(rec, "hook_action").strip() if "hook_action" in rec else "add"
+    if not action:
+        raise _Missing(f"hook_action is empty; use one of {list(ACTIONS)}")
+    value = rec["steering_coefficient"]
+    if pd.isna(value):
+        raise _Missing(
+            f"steering_coefficient is empty; {action} needs it (the value the latent is set "
+            "to, or for add the multiple of its decoder direction)"
+        )
+    threshold = rec.get("clamp_value")
+    if action in THRESHOLD_ACTIONS and (threshold is None or pd.isna(threshold)):
+        raise _Missing(
+            f"{action} needs clamp_value (its threshold; -inf for none), "
+            "and the file has none for this row"
+        )
+    refuse = rec.get("refuse_id")
+    if action == "clamp_refusal" and (refuse is None or pd.isna(refuse)):
+        raise _Missing("clamp_refusal needs refuse_id (the refusal latent)")
+    return SteeringRow(
+        latent_idx=_index(rec["latent_idx"], "latent_idx"),
+        hook_action=action,
+        refuse_id=_index(refuse, "refuse_id") if action == "clamp_refusal" else None,
+        clamp_value=_number(threshold, "clamp_value") if action in THRESHOLD_ACTIONS else 0.0,
+        steering_coefficient=_number(value, "steering_coefficient"),
+        sae_id=_text(rec, "sae_id"),
+        sae_release=_text(rec, "sae_release"),
+        description=_text(rec, "description"),
+    )
+
+
 def read_steering_csv(path: str | Path, layer: int) -> ClampConfig:
-    """Import a steering CSV in the paper's format, as is."""
+    """Import a steering CSV in the authors' format, with their meaning (`rows.py`)."""
     fix = "write a steering CSV in the paper's format (README: The method)"
     frame = read_input(
         path,
@@ -88,31 +177,18 @@ def read_steering_csv(path: str | Path, layer: int) -> ClampConfig:
         "steering CSV",
         fix,
     )
-    missing = [c for c in CSV_COLUMNS if c not in frame.columns]
+    missing = [c for c in CSV_REQUIRED if c not in frame.columns]
     if missing:
         raise UserError(
-            f"{path} lacks steering CSV columns {missing}; expected columns {CSV_COLUMNS}"
+            f"{path} lacks steering CSV columns {missing}; the paper's format needs "
+            f"{CSV_REQUIRED} and may add {[c for c in CSV_COLUMNS if c not in CSV_REQUIRED]}"
         )
     rows = []
     for n, rec in enumerate(frame.to_dict("records")):
         try:
-            refuse = rec["refuse_id"]
-            rows.append(
-                SteeringRow(
-                    latent_idx=_index(rec["latent_idx"], "latent_idx"),
-                    hook_action=str(rec["hook_action"]).strip(),
-                    refuse_id=None if pd.isna(refuse) else _index(refuse, "refuse_id"),
-                    clamp_value=float(rec["clamp_value"])
-                    if not pd.isna(rec["clamp_value"])
-                    else 0.0,
-                    steering_coefficient=float(rec["steering_coefficient"])
-                    if not pd.isna(rec["steering_coefficient"])
-                    else 0.0,
-                    sae_id="" if pd.isna(rec["sae_id"]) else str(rec["sae_id"]),
-                    sae_release="" if pd.isna(rec["sae_release"]) else str(rec["sae_release"]),
-                    description="" if pd.isna(rec["description"]) else str(rec["description"]),
-                )
-            )
+            rows.append(_row(rec))
+        except _Missing as err:
+            raise UserError(f"{path} row {n + 2}: {err}") from None
         except (TypeError, ValueError) as err:
             raise UserError(
                 f"{path} row {n + 2}: {err}; numeric columns must hold numbers, and "

@@ -1,5 +1,13 @@
 """The clamp hook: `h' = h + (f' - f) @ W_dec`, keeping the SAE error term.
 
+With `add` rows it is the authors' `add` (their `InterventionModel`): `s = sum of c_j W_dec[j]`
+is added to the SAE's input, the latents `f` are encoded from `x + s`, edited by the other
+rows into `f'`, and the error term is taken on the clean input:
+`h' = h + decode(f'; x + s) - decode(encode(x); x)`. The shift passes through the encoder
+(and the JumpReLU thresholds), so it moves every latent: such a config encodes them all.
+We match it rather than add `c_j W_dec[j]` to the residual, so that the authors' files mean
+here what they meant there.
+
 Every action leaves the BOS slot (the first real token of each row, position 0 of an
 unpadded one) and pads alone: it never edits them, and they never meet a condition. BOS
 is the attention sink: its residual is far off the SAE's distribution, latent statistics
@@ -46,7 +54,9 @@ class ClampHook(nn.Module):
         validate_rows(cfg.rows, d_sae=int(sae.cfg.d_sae))
         cfg.gate.check()
         self.cfg = cfg
-        self.slice = LatentSlice(sae, cfg.needed_latents())
+        adds = any(r.hook_action == "add" for r in cfg.rows)
+        d_sae = int(sae.cfg.d_sae)
+        self.slice = LatentSlice(sae, range(d_sae) if adds else cfg.needed_latents())
         pos = self.slice.position
 
         def gather(action: str) -> list[SteeringRow]:
@@ -56,11 +66,16 @@ class ClampHook(nn.Module):
             return torch.tensor(values, dtype=dtype)
 
         add = gather("add")
-        self.register_buffer("add_pos", tensor([pos[r.latent_idx] for r in add], torch.long))
-        self.register_buffer("add_val", tensor([r.steering_coefficient for r in add]))
+        # The input shift of every add row, summed, in the SAE's dtype (their hooks add to the
+        # SAE input after its cast); None without add rows.
+        shift = None
+        if add:
+            coef = tensor([r.steering_coefficient for r in add]).to(self.slice.W_dec.dtype)
+            shift = coef @ self.slice.W_dec[[pos[r.latent_idx] for r in add]]
+        self.register_buffer("add_shift", shift)
         clamp = gather("clamp")
         self.register_buffer("clamp_pos", tensor([pos[r.latent_idx] for r in clamp], torch.long))
-        self.register_buffer("clamp_val", tensor([r.clamp_value for r in clamp]))
+        self.register_buffer("clamp_val", tensor([r.steering_coefficient for r in clamp]))
         cond = gather("clamp_cond")
         self.register_buffer("cond_pos", tensor([pos[r.latent_idx] for r in cond], torch.long))
         self.register_buffer("cond_thr", tensor([r.clamp_value for r in cond]))
@@ -118,9 +133,6 @@ class ClampHook(nn.Module):
             new[..., self.cond_pos] = torch.where(
                 (sel > self.cond_thr.to(dtype)) & keep, self.cond_val.to(dtype), sel
             )
-        if len(self.add_pos):
-            sel = new[..., self.add_pos]
-            new[..., self.add_pos] = torch.where(keep, sel + self.add_val.to(dtype), sel)
         gate = None
         if len(self.gate_pos):
             sel = f[..., self.gate_pos]
@@ -147,12 +159,24 @@ class ClampHook(nn.Module):
             )
         if self.trace is not None:
             edited = (new != f).any(dim=-1).detach()
+            if self.add_shift is not None:  # the shift changes every position it may
+                edited = edited | keep[..., 0].expand(edited.shape)
             self.trace.append((where.offset, None if gate is None else gate.detach(), edited))
         return new
 
     def forward(self, h: torch.Tensor, where: Where | None = None) -> torch.Tensor:
         x = h.to(self.slice.W_enc.dtype)
-        sae_in, out_scale = self.slice.normalise(x)
-        f = self.slice.encode(sae_in)
-        delta = self.slice.decode_delta(self.edit(f, where) - f) * out_scale
+        if self.add_shift is None:
+            sae_in, out_scale = self.slice.normalise(x)
+            f = self.slice.encode(sae_in)
+            delta = self.slice.decode_delta(self.edit(f, where) - f) * out_scale
+            return h + delta.to(h.dtype)
+        where = where if where is not None else where_of(h.shape[:-1], self.layout)
+        keep = where.keep(h.device)[..., None]
+        shifted = torch.where(keep, x + self.add_shift.to(x.dtype), x)
+        f = self.slice.encode(self.slice.normalise(shifted)[0])
+        clean = self.slice.encode(self.slice.normalise(x)[0])
+        delta = self.slice.reconstruct(self.edit(f, where), shifted) - self.slice.reconstruct(
+            clean, x
+        )
         return h + delta.to(h.dtype)

@@ -1,8 +1,9 @@
 """The part of an SAE the steering hook needs: k columns of W_enc, k rows of W_dec.
 
-Decoding is linear, so only the latents a config names are encoded and decoded. TopK SAEs
-are the exception: whether a latent is active depends on all the others, so their full
-pre-activations are computed to find the k-th largest. A TopK SAE with
+Decoding is linear, so only the latents a config names are encoded and decoded. A config
+with `add` rows is one exception (the shifted input moves every latent: the hook slices all
+of them); TopK SAEs are the other: whether a latent is active depends on all the others,
+so their full pre-activations are computed to find the k-th largest. A TopK SAE with
 `rescale_acts_by_decoder_norm` (sae-lens trains them so) encodes with pre-activations
 times each decoder row's norm and decodes latents divided by it, as sae-lens does.
 """
@@ -61,6 +62,7 @@ class LatentSlice(nn.Module):
         b_dec = sae.b_dec.detach()
         apply_b_dec = bool(getattr(cfg, "apply_b_dec_to_input", True))
         self.register_buffer("b_dec_in", b_dec if apply_b_dec else torch.zeros_like(b_dec))
+        self.register_buffer("b_dec", b_dec.clone())
         self.register_buffer("W_enc", sae.W_enc.detach()[:, idx].clone())
         self.register_buffer("b_enc", sae.b_enc.detach()[idx].clone())
         self.register_buffer("W_dec", sae.W_dec.detach()[idx].clone())
@@ -101,6 +103,18 @@ class LatentSlice(nn.Module):
         if self.architecture == "topk" and self.rescale:
             delta_f = delta_f * self.dec_scale.to(delta_f.dtype)
         return delta_f @ self.W_dec
+
+    def reconstruct(self, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The SAE's output for latents `f` (every latent: a slice of all of them) of the
+        input `x`, as sae-lens decodes: `f @ W_dec + b_dec`, mapped back through `x`'s own
+        input normalisation (two inputs that differ get different factors)."""
+        out = self.decode_delta(f) + self.b_dec
+        if self.normalisation == "constant_norm_rescale":
+            return out * (x.norm(dim=-1, keepdim=True) / self.d_in**0.5)
+        if self.normalisation == "layer_norm":
+            mu = x.mean(dim=-1, keepdim=True)
+            return out * (x - mu).std(dim=-1, keepdim=True) + mu
+        return out
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Activations of the slice's latents, `[..., len(index)]`, exactly as the SAE's."""

@@ -13,8 +13,10 @@ from sae_unlearn.steering.rows import MODES, ClampConfig, Gate, SteeringRow
 def clamp_prime(
     layer: int, latents: Sequence[int], value: float, sae_release: str = "", sae_id: str = ""
 ) -> ClampConfig:
+    """Clamp Prime: where latent i fires, f_i = value (the authors' `clamp` rows carry it in
+    steering_coefficient; clamp_value is unused)."""
     rows = [
-        SteeringRow(int(i), "clamp", None, float(value), 0.0, sae_id, sae_release, "")
+        SteeringRow(int(i), "clamp", None, 0.0, float(value), sae_id, sae_release, "")
         for i in latents
     ]
     return ClampConfig(layer, rows, mode="clamp_prime", meta={"value": float(value)})

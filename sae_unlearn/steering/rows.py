@@ -1,22 +1,29 @@
 """Steering rows (the paper's steering CSV, one row per latent edit) and clamp configs.
 
-`hook_action` semantics, conditions always read on the unedited latents:
-- `add`:           f_i += steering_coefficient at every position (plain steering)
-- `clamp`:         where f_i > 0, f_i = clamp_value ("Clamp Prime", Farrell et al./SAEBench)
+`hook_action` semantics, as the authors' `InterventionModel` gives them (Khoriaty et al.
+2025; conditions read the latents before any edit):
+- `add`:           adds steering_coefficient * W_dec[i] to the SAE's *input*; the latents
+                   are encoded from that shifted input and the error term from the clean
+                   one, so the direction passes through the encoder (see `hook.py`)
+- `clamp`:         where f_i > 0, f_i = steering_coefficient ("Clamp Prime")
 - `clamp_cond`:    where f_i > clamp_value (a threshold), f_i = steering_coefficient;
                    a threshold of -inf makes it an unconditional clamp
 - `clamp_refusal`: where any `clamp_refusal` latent i with the same refuse_id has
                    f_i > clamp_value (a threshold), f_refuse_id = steering_coefficient
-- `clamp_gated` (ours, the `gated_clamp` mode): a gate opens at the first position where
-                   any `clamp_gated` latent i has f_i > clamp_value (its calibrated
-                   threshold) and stays open for the rest of the sequence; where it is
-                   open and f_i > 0, f_i = steering_coefficient (see `gate.py`). That
-                   is the `latched` gate; the config's `Gate` may instead be a `window`
-                   (open while a trigger lies within the last `window` tokens) or a
-                   `token_share` gate (open where the share of trigger positions so far
-                   exceeds `tau`; clamps only at trigger positions).
-No action edits or reads BOS (each row's first real token) or pads (see `hook.py`). One
-latent is edited by at most one row; the `clamp_refusal` rows of one refuse_id are one edit.
+- `clamp_gated` (ours, the `gated_clamp` mode; clamp_value = threshold, steering_coefficient
+                   = value): a gate opens at the first position where any `clamp_gated`
+                   latent i has f_i > clamp_value (its calibrated threshold) and stays open
+                   for the rest of the sequence; where it is open and f_i > 0,
+                   f_i = steering_coefficient (see `gate.py`). That is the `latched` gate;
+                   the config's `Gate` may instead be a `window` (open while a trigger lies
+                   within the last `window` tokens) or a `token_share` gate (open where the
+                   share of trigger positions so far exceeds `tau`; clamps only at trigger
+                   positions).
+`clamp_value` is only ever a threshold, and `refuse_id` means something only to
+`clamp_refusal`. No action edits or reads BOS (each row's first real token) or pads (see
+`hook.py`); the authors' hooks act there too. One latent is edited by at most one row; the
+`clamp_refusal` rows of one refuse_id are one edit, and `add` rows (which shift the input,
+not a latent) may name any latent, as often as they like.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from sae_unlearn.errors import UserError
 
 ACTIONS = ("add", "clamp", "clamp_cond", "clamp_refusal", "clamp_gated")
 MODES = CLAMP_MODES
+# Every column of the authors' steering CSV, in the order of their Refusal-clamp file.
 CSV_COLUMNS = [
     "latent_idx",
     "hook_action",
@@ -39,11 +47,16 @@ CSV_COLUMNS = [
     "sae_release",
     "description",
 ]
+# The columns their reader indexes unconditionally; the others may be absent (no
+# `hook_action`: add; `refuse_id` and `clamp_value` only where an action reads them).
+CSV_REQUIRED = ["latent_idx", "steering_coefficient", "sae_id", "sae_release"]
+# The actions that read `clamp_value` as a threshold.
+THRESHOLD_ACTIONS = ("clamp_cond", "clamp_refusal", "clamp_gated")
 
 
 @dataclass(frozen=True)
 class SteeringRow:
-    """One row of the paper's steering CSV."""
+    """One row of the paper's steering CSV (defaults: what an absent column means)."""
 
     latent_idx: int
     hook_action: str
@@ -161,9 +174,12 @@ def validate_rows(rows: Sequence[SteeringRow], d_sae: int | None = None, source:
 def _check_one_edit_per_latent(rows: Sequence[SteeringRow], where: str) -> None:
     """Two rows editing one latent would leave only the later edit (the hook applies them in
     a fixed order), so refuse them. `clamp_refusal` rows edit their `refuse_id`; the rows of
-    one refusal group share it by design (each is one trigger of the same edit)."""
+    one refusal group share it by design (each is one trigger of the same edit). `add` rows
+    shift the SAE input and edit no latent: their shifts sum, as in the authors' hooks."""
     first: dict[int, tuple[int, str]] = {}
     for n, row in enumerate(rows):
+        if row.hook_action == "add":
+            continue
         target = row.refuse_id if row.hook_action == "clamp_refusal" else row.latent_idx
         if target in first:
             m, action = first[target]

@@ -1,5 +1,7 @@
-"""An oracle for the clamp hook written apart from it: sae-lens' own full encode/decode and
-each steering action applied row by row, position by position, in plain Python.
+"""An oracle for the clamp hook written apart from it: sae-lens' own SAE forward with its
+error term, wired as the authors' `InterventionModel` wires it (`add` rows shift the SAE
+input at `hook_sae_input`; the other rows edit the latents at `hook_sae_acts_post`, applied
+row by row, position by position, in plain Python).
 
 The gates of `clamp_gated` rows, from each position's trigger (any gated latent above its
 threshold) and its index among its row's real tokens (BOS is 0):
@@ -10,6 +12,8 @@ threshold) and its index among its row's real tokens (BOS is 0):
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import nn
@@ -53,8 +57,9 @@ def reference_edit(
     f: torch.Tensor, cfg: ClampConfig, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Edited latents `[B, T, d_sae]`, in the order the hook documents: clamp, clamp_cond,
-    add, clamp_gated, then clamp_refusal (which overrides its target). No action reads or
-    edits BOS (each row's first real token) or a pad (`mask` 0)."""
+    clamp_gated, then clamp_refusal (which overrides its target); `add` edits no latent (see
+    `reference_steer`). No action reads or edits BOS (each row's first real token) or a pad
+    (`mask` 0)."""
     new = f.clone()
     batch, length, _ = f.shape
     acts = _acted_on(mask, batch, length)
@@ -66,11 +71,9 @@ def reference_edit(
                     continue
                 value = float(f[b, t, i])
                 if row.hook_action == "clamp" and value > 0:
-                    new[b, t, i] = row.clamp_value
+                    new[b, t, i] = row.steering_coefficient
                 elif row.hook_action == "clamp_cond" and value > row.clamp_value:
                     new[b, t, i] = row.steering_coefficient
-                elif row.hook_action == "add":
-                    new[b, t, i] = new[b, t, i] + row.steering_coefficient
     gated = [r for r in cfg.rows if r.hook_action == "clamp_gated"]
     for b in range(batch):
         cols = [t for t in range(length) if acts[b][t]]
@@ -103,8 +106,30 @@ def reference_gate(f: torch.Tensor, cfg: ClampConfig) -> list[list[bool]]:
     return out
 
 
-def reference_steer(sae: nn.Module, cfg: ClampConfig, h: torch.Tensor) -> torch.Tensor:
-    """Full encode -> edit -> decode + error, with sae-lens' own encode/decode."""
-    f = sae.encode(h)
-    error = h - sae.decode(f)
-    return sae.decode(reference_edit(f, cfg)) + error
+def reference_steer(
+    sae: nn.Module, cfg: ClampConfig, h: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """sae-lens' SAE forward with `use_error_term` (the error from the clean input, hooks
+    off), `add` rows adding `steering_coefficient * W_dec[i]` to its input and the edit
+    applied to its latents, except at BOS and pads."""
+    acted = torch.tensor(_acted_on(mask, h.shape[0], h.shape[1]), dtype=h.dtype)[..., None]
+
+    def shift(x, hook):
+        for row in cfg.rows:
+            if row.hook_action == "add":
+                x = x + acted * (row.steering_coefficient * sae.W_dec[row.latent_idx])
+        return x
+
+    def edit(f, hook):
+        return reference_edit(f, cfg, mask)
+
+    sae.hook_sae_input.add_hook(shift)
+    sae.hook_sae_acts_post.add_hook(edit)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sae-lens deprecates setting this on the SAE
+        sae.use_error_term = True
+    try:
+        return sae(h)
+    finally:
+        sae.reset_hooks()
+        sae.use_error_term = False

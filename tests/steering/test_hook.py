@@ -97,7 +97,7 @@ def test_every_csv_action_and_unconditional_clamp():
     rows = [
         SteeringRow(a, "add", None, 0.0, 2.0),
         SteeringRow(b, "clamp_cond", None, float("-inf"), 3.0),  # unconditional
-        SteeringRow(c, "clamp", None, -5.0, 0.0),
+        SteeringRow(c, "clamp", None, 0.0, -5.0),  # the authors' clamp: steering_coefficient
         SteeringRow(c, "clamp_refusal", r, 0.01, -7.0),
     ]
     cfg = ClampConfig(0, rows)
@@ -108,7 +108,8 @@ def test_every_csv_action_and_unconditional_clamp():
     pos = hook.slice.position
     # Position 0 (BOS) is left alone by every action; checked after the rest.
     body, rest = edited[:, 1:], f[:, 1:]
-    torch.testing.assert_close(body[..., pos[a]], rest[..., a] + 2.0)
+    # `add` shifts the SAE input (tested below), not a latent.
+    torch.testing.assert_close(body[..., pos[a]], rest[..., a])
     assert torch.all(body[..., pos[b]] == 3.0)
     fires_c = rest[..., c] > 0
     assert torch.all(body[..., pos[c]][fires_c] == -5.0)
@@ -142,7 +143,7 @@ def test_bos_and_pads_are_left_alone_by_every_action():
     rows = [
         SteeringRow(a, "add", None, 0.0, 2.0),
         SteeringRow(b, "clamp_cond", None, 0.5, 3.0),
-        SteeringRow(c, "clamp", None, -5.0, 0.0),
+        SteeringRow(c, "clamp", None, 0.0, -5.0),
         SteeringRow(d, "clamp_refusal", r, 0.5, -7.0),
         SteeringRow(g, "clamp_gated", None, 1.0, -9.0),
     ]
@@ -192,4 +193,72 @@ def test_batchtopk_sae_hook_encodes_only_the_latents_it_edits():
     with torch.no_grad():
         torch.testing.assert_close(
             hook(h), reference_steer(sae, clamp_prime(0, latents, -30.0), h), rtol=1e-5, atol=1e-5
+        )
+
+
+@pytest.mark.parametrize("kind", ["jumprelu", "standard", "topk_rescaled"])
+def test_clamp_sets_the_steering_coefficient_where_the_latent_fires(kind):
+    """The authors' `clamp`: f_i = steering_coefficient where f_i > 0; clamp_value unread."""
+    sae = random_sae(kind).double()
+    h = (torch.randn(2, 6, D_IN) * 2).double()
+    latent = firing_latents(sae, h, 1)[0]
+    cfg = ClampConfig(0, [SteeringRow(latent, "clamp", None, 123.0, -300.0)])
+    hook = ClampHook(sae, cfg)
+    with torch.no_grad():
+        f = sae.encode(h)[..., hook.slice.index]
+        edited = hook.edit(f)[:, 1:, hook.slice.position[latent]]
+        before = f[:, 1:, hook.slice.position[latent]]
+        assert (before > 0).any() and (before == 0).any()
+        torch.testing.assert_close(edited, torch.where(before > 0, -300.0, before))
+        torch.testing.assert_close(hook(h), reference_steer(sae, cfg, h), rtol=1e-5, atol=1e-5)
+
+
+def normalised_sae(norm: str):
+    from sae_lens import StandardSAE, StandardSAEConfig
+
+    torch.manual_seed(1)
+    sae = StandardSAE(StandardSAEConfig(d_in=D_IN, d_sae=64, normalize_activations=norm))
+    with torch.no_grad():
+        for w in (sae.W_enc, sae.W_dec, sae.b_enc, sae.b_dec):
+            w.normal_(0, 0.3)
+    return sae.eval().double()
+
+
+@pytest.mark.parametrize("kind", ["jumprelu", "topk_rescaled", "none", "layer_norm", "norm"])
+def test_add_shifts_the_sae_input_and_keeps_the_clean_error(kind):
+    """The authors' `add`: c * W_dec[i] added to the SAE input, so it passes through the
+    encoder; the error term comes from the clean input. Not the residual plus c * W_dec[i]."""
+    if kind in ("jumprelu", "topk_rescaled"):
+        sae = random_sae(kind).double()
+    else:
+        sae = normalised_sae({"norm": "constant_norm_rescale"}.get(kind, kind))
+    h = (torch.randn(2, 6, D_IN) * 2).double()
+    a, b, c = firing_latents(sae, h, 3)
+    add = [SteeringRow(a, "add", None, 0.0, 4.0), SteeringRow(b, "add", None, 0.0, -3.0)]
+    with torch.no_grad():
+        shift = 4.0 * sae.W_dec[a] - 3.0 * sae.W_dec[b]
+        by_hand = h + sae.decode(sae.encode(h + shift)) - sae.decode(sae.encode(h))
+        got = ClampHook(sae, ClampConfig(0, add))(h)
+        # sae-lens casts its input to its config dtype, float32: agreement to float32 rounding
+        torch.testing.assert_close(got[:, 1:], by_hand[:, 1:], rtol=1e-5, atol=1e-5)
+        assert torch.equal(got[:, 0], h[:, 0])  # BOS left alone
+        assert not torch.allclose(got[:, 1:], (h + shift)[:, 1:], atol=1e-3)
+        # With a clamp: its condition reads the latents of the shifted input.
+        cfg = ClampConfig(0, [*add, SteeringRow(c, "clamp", None, 0.0, -20.0)])
+        torch.testing.assert_close(
+            ClampHook(sae, cfg)(h), reference_steer(sae, cfg, h), rtol=1e-5, atol=1e-5
+        )
+
+
+def test_add_rows_may_repeat_a_latent_and_their_shifts_sum():
+    sae = random_sae("standard").double()
+    h = (torch.randn(2, 5, D_IN) * 2).double()
+    a = firing_latents(sae, h, 1)[0]
+    twice = [SteeringRow(a, "add", None, 0.0, 1.5), SteeringRow(a, "add", None, 0.0, 2.5)]
+    once = [SteeringRow(a, "add", None, 0.0, 4.0)]
+    with torch.no_grad():
+        got = ClampHook(sae, ClampConfig(0, twice))(h)
+        torch.testing.assert_close(got, ClampHook(sae, ClampConfig(0, once))(h))
+        torch.testing.assert_close(
+            got, reference_steer(sae, ClampConfig(0, twice), h), rtol=1e-5, atol=1e-5
         )

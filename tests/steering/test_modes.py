@@ -18,10 +18,12 @@ def test_gated_rows_from_the_selection_in_rank_order():
 def test_clamp_prime_and_refusal_rows():
     selected = pd.DataFrame({"rank": [1, 2], "latent": [5, 1]})
     prime = from_selection(selected, "clamp_prime", 3, -300.0)
-    assert [(r.latent_idx, r.hook_action, r.clamp_value) for r in prime.rows] == [
+    # The authors' Clamp Prime rows: the value in steering_coefficient, no threshold.
+    assert [(r.latent_idx, r.hook_action, r.steering_coefficient) for r in prime.rows] == [
         (5, "clamp", -300.0),
         (1, "clamp", -300.0),
     ]
+    assert {(r.refuse_id, r.clamp_value) for r in prime.rows} == {(None, 0.0)}
     refusal = from_selection(selected, "refusal_clamp", 3, -500.0, 0.05, refusal_latent=42)
     assert {(r.refuse_id, r.clamp_value, r.steering_coefficient) for r in refusal.rows} == {
         (42, 0.05, -500.0)
