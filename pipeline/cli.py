@@ -31,8 +31,6 @@ COMMANDS: dict[str, str] = {
     "clamp-config": "pipeline.clamp_config:command",
     "evaluate-baseline": "pipeline.evaluate:baseline_command",
     "evaluate": "pipeline.evaluate:steered_command",
-    "attack-baseline": "pipeline.attack:baseline_command",
-    "attack": "pipeline.attack:steered_command",
     "attack-family": "pipeline.attack_family:command",
     "report": "pipeline.report:command",
     "compare": "pipeline.compare:command",

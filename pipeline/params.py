@@ -206,7 +206,7 @@ class GCGParams(Section):
     seed: int | None = 42
 
 
-class GibberishParams(Section):
+class GenerationParams(Section):
     n_prompts: PositiveInt = 8
     max_new_tokens: PositiveInt = 20
     fluent_ppl: float = 50
@@ -215,7 +215,7 @@ class GibberishParams(Section):
     max_repeat: PositiveInt = 3
 
 
-class ICLParams(Section):
+class ShotsParams(Section):  # attack.fewshot (retain shots) and attack.icl (forget shots)
     k: list[NonNegativeInt] = Field(default_factory=lambda: [0, 1, 4, 16])
 
 
@@ -255,19 +255,17 @@ class RelearnParams(Section):
 class AttackParams(Section):
     seed: int = 0
     n_eval: PositiveInt | None = 68  # a seeded quarter of the embedded forget set; None: all
-    fewshot: list[NonNegativeInt] = Field(default_factory=lambda: [0, 1, 4, 16])
     clamp: str | None = None  # clamp config YAML; None: <clamp.dir>/clamp.yaml
     max_tokens: PositiveInt = 512
-    gcg: GCGParams = Field(default_factory=GCGParams)
-    gibberish: GibberishParams = Field(default_factory=GibberishParams)
-    icl: ICLParams = Field(default_factory=ICLParams)
+    fewshot: ShotsParams = Field(default_factory=ShotsParams)
+    icl: ShotsParams = Field(default_factory=ShotsParams)
     evasion: EvasionParams = Field(default_factory=EvasionParams)
     whitebox: WhiteboxParams = Field(default_factory=WhiteboxParams)
     relearn: RelearnParams = Field(default_factory=RelearnParams)
+    gcg: GCGParams = Field(default_factory=GCGParams)
+    generation: GenerationParams = Field(default_factory=GenerationParams)
     families_dir: str = "data/results/attacks"  # <family>_baseline/ and <family>/ halves
-    dir: str = "data/results/attack"
-    baseline_dir: str = "data/results/attack_baseline"  # attack-baseline's half
-    metrics: str = "metrics/attack.json"
+    metrics_dir: str = "metrics"  # attack_<family>.json
 
 
 class Params(Section):
@@ -339,8 +337,8 @@ class Params(Section):
 
 
 def family_metrics_path(p: Params, family: str) -> Path:
-    """An attack family's metrics file, metrics/attack_<family>.json beside attack.metrics."""
-    return Path(p.get("attack.metrics")).with_name(f"attack_{family}.json")
+    """An attack family's metrics file, <attack.metrics_dir>/attack_<family>.json."""
+    return Path(p.get("attack.metrics_dir")) / f"attack_{family}.json"
 
 
 def _section(loc: tuple) -> type[BaseModel] | None:

@@ -19,8 +19,9 @@ def command(
     sae_metrics: Path | None = typer.Option(None, help="SAE metrics JSON"),
     baseline: Path | None = typer.Option(None, help="baseline metrics JSON"),
     steered: Path | None = typer.Option(None, help="steered metrics JSON"),
-    attack: Path | None = typer.Option(None, help="attack metrics JSON"),
-    attack_dir: Path | None = typer.Option(None, help="attack outputs (gcg_loss.csv, suffixes)"),
+    attacks_dir: Path | None = typer.Option(
+        None, help="attack families' joined outputs (gcg/, generation/)"
+    ),
     scores_dir: Path | None = typer.Option(None, help="latents.parquet and contexts.parquet"),
     selection: Path | None = typer.Option(None, help="selected latents parquet"),
     clamp_dir: Path | None = typer.Option(None, help="clamp-config output (summary.json)"),
@@ -28,7 +29,7 @@ def command(
 ) -> None:
     """The run report: results card, setup, SAE quality, latents, accuracy, attacks."""
     p = Params.load(params)
-    attack_path = Path(p.pick(attack_dir, "attack.dir"))
+    attacks_path = Path(p.pick(attacks_dir, "attack.families_dir"))
     scores_path = Path(p.pick(scores_dir, "score.dir"))
     select_default = Path(p.get("select.dir")) / "selected.parquet"
     paths = {
@@ -36,11 +37,10 @@ def command(
         "sae": Path(p.pick(sae_metrics, "sae.metrics")),
         "baseline": Path(p.pick(baseline, "evaluate.baseline_metrics")),
         "steered": Path(p.pick(steered, "evaluate.steered_metrics")),
-        "attack": Path(p.pick(attack, "attack.metrics")),
-        "attack_accuracy": attack_path / "accuracy.json",
         **{f"attack_{family}": family_metrics_path(p, family) for family in ATTACK_FAMILIES},
-        "gcg_loss": attack_path / "gcg_loss.csv",
-        "suffixes": attack_path / "suffixes.json",
+        "gcg_suffixes": attacks_path / "gcg" / "suffixes.json",
+        "gcg_losses": attacks_path / "gcg" / "losses.json",
+        "samples": attacks_path / "generation" / "samples.json",
         "latents": scores_path / "latents.parquet",
         "contexts": scores_path / "contexts.parquet",
         "selected": Path(selection or select_default),

@@ -29,6 +29,7 @@ EVASION_PERTURBATIONS = (
     "synonyms",
 )
 # Attack families with a stage pair of their own (attack-<family>-baseline, attack-<family>).
-ATTACK_FAMILIES = ("icl", "evasion", "whitebox", "relearn")
+# In DAG order: generation continues with the suffixes gcg found.
+ATTACK_FAMILIES = ("fewshot", "icl", "evasion", "gcg", "whitebox", "relearn", "generation")
 # How the relearning attack fine-tunes: LoRA adapters (peft) or the last blocks in full.
 RELEARN_METHODS = ("lora", "top_layers")

@@ -16,6 +16,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.attacks.family import FamilyOutputs, add_setting
 from sae_unlearn.attacks.perturb import PERTURBATIONS, perturb_question
+from sae_unlearn.attacks.reference import no_attack
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.evaluation.run import evaluate_questions, maybe_steer
@@ -77,8 +78,10 @@ def evasion_attack(
     synonyms: Mapping[str, str],
     max_tokens: int = 512,
     log: Callable[[str], None] = print,
+    reference: Mapping | None = None,
 ) -> FamilyOutputs:
-    """Every perturbation of `questions`, scored by every model in `hooks`."""
+    """Every perturbation of `questions`, scored by every model in `hooks`; `reference`
+    (`reference.no_attack`) gives the `none` results instead of scoring them here."""
     check_perturbations(cfg.perturbations)
     out = FamilyOutputs()
     examples: dict[str, list[str]] = {}
@@ -87,15 +90,20 @@ def evasion_attack(
         template = "qa" if kind == "template" else "lm-eval"
         examples[kind] = frame["question"].head(N_EXAMPLES).tolist()
         for name, hook in hooks.items():
+            given = no_attack(reference, name) if kind == "none" else None
             with maybe_steer(model, hook):
-                scored = evaluate_questions(
-                    model,
-                    tokenizer,
-                    frame,
-                    eval_cfg,
-                    max_tokens=max_tokens,
-                    gates=hook,
-                    template=template,
+                scored = (
+                    given
+                    if given is not None
+                    else evaluate_questions(
+                        model,
+                        tokenizer,
+                        frame,
+                        eval_cfg,
+                        max_tokens=max_tokens,
+                        gates=hook,
+                        template=template,
+                    )
                 )
             fig = add_setting(out, name, kind, scored, eval_cfg.bootstrap, eval_cfg.seed)
             gate = "" if fig["gate_share"] is None else f", gate open {fig['gate_share']:.2f}"

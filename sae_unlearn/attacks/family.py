@@ -11,7 +11,7 @@ and `run.json`: the config and the questions, which the two halves must share.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +20,8 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
-from sae_unlearn.attacks.halves import check_record, joined
 from sae_unlearn.choices import ATTACK_FAMILIES
-from sae_unlearn.errors import MissingInputError, read_input
+from sae_unlearn.errors import MissingInputError, UserError, read_input
 from sae_unlearn.evaluation.gates import gate_summary
 from sae_unlearn.evaluation.metrics import accuracy_summary
 from sae_unlearn.io import atomic_dir, read_json, write_json
@@ -50,6 +49,7 @@ class FamilyOutputs:
     metrics: dict = field(default_factory=dict)  # model -> setting -> {acc, ...}; plus counts
     accuracy: dict = field(default_factory=dict)  # model -> setting -> accuracy summary
     records: dict[str, Any] = field(default_factory=dict)  # name -> JSON (e.g. samples)
+    run_info: dict[str, Any] = field(default_factory=dict)  # timings: logs, never an output
 
 
 def add_setting(
@@ -101,6 +101,32 @@ def read_family_half(folder: str | Path, record: dict, family: str) -> FamilyOut
     check_record(loaded["run"], record, folder, fix)
     extra = {k: v for k, v in loaded.items() if k not in HALF_FILES}
     return FamilyOutputs(loaded["metrics"], loaded["accuracy"], extra)
+
+
+def check_record(found: dict, record: dict, folder: Path, fix: str) -> None:
+    """A baseline half must have run with this run's config and on its questions."""
+    for key in record:
+        if found.get(key) != record[key]:
+            what = "with another attack config" if key == "config" else f"on other {key} questions"
+            raise UserError(
+                f"{folder} was attacked {what} than this run's. Fix: {fix} with the same "
+                "params (dvc repro does)"
+            )
+
+
+def joined(first: Any, second: Any) -> Any:
+    """Mappings joined key by key (`first`'s keys first); other values must agree."""
+    if isinstance(first, Mapping) and isinstance(second, Mapping):
+        keys = list(first) + [k for k in second if k not in first]
+        return {
+            k: joined(first[k], second[k])
+            if k in first and k in second
+            else (first[k] if k in first else second[k])
+            for k in keys
+        }
+    if first != second:
+        raise ValueError(f"the two attack halves disagree: {first!r} vs {second!r}")
+    return first
 
 
 def join_family_halves(baseline: FamilyOutputs, steered: FamilyOutputs) -> FamilyOutputs:

@@ -12,7 +12,7 @@ changes.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +22,7 @@ from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.attacks.family import FamilyOutputs, add_setting, frozen
+from sae_unlearn.attacks.reference import no_attack
 from sae_unlearn.choices import RELEARN_METHODS
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.config import EvalConfig
@@ -132,9 +133,12 @@ def relearn_attack(
     eval_cfg: EvalConfig,
     max_tokens: int = 512,
     log: Callable[[str], None] = print,
+    reference: Mapping | None = None,
 ) -> FamilyOutputs:
     """Per model: `step=<s>` settings (forget accuracy, with `retain_acc` beside it) at step 0
-    and every `eval_every` steps, and the training loss of every step."""
+    and every `eval_every` steps, and the training loss of every step. `reference`
+    (`reference.no_attack`, forget and retain) gives step 0, where the adapters are still
+    zero or the weights untouched, instead of scoring it here."""
     out = FamilyOutputs()
     checkpoints = sorted({0, cfg.steps, *range(cfg.eval_every, cfg.steps, cfg.eval_every)})
     order = np.random.default_rng(cfg.seed).permutation(cfg.steps * cfg.batch_size)
@@ -147,8 +151,12 @@ def relearn_attack(
             with maybe_steer(tuned, hook):
                 for step in range(cfg.steps + 1):
                     if step in checkpoints:
-                        scored = (forget, retain, name, hook, step)
-                        _checkpoint(out, tuned, tokenizer, *scored, eval_cfg, max_tokens, log)
+                        given = {r: no_attack(reference, name, r) for r in ("forget", "retain")}
+                        if step > 0 or any(f is None for f in given.values()):
+                            given = _scored(
+                                tuned, tokenizer, forget, retain, hook, eval_cfg, max_tokens
+                            )
+                        _checkpoint(out, name, step, given, eval_cfg, log)
                     if step == cfg.steps:
                         break
                     batch = passages[rows[step * cfg.batch_size : (step + 1) * cfg.batch_size]]
@@ -164,14 +172,17 @@ def relearn_attack(
     return out
 
 
-def _checkpoint(out, tuned, tokenizer, forget, retain, name, hook, step, eval_cfg, max_tokens, log):
+def _scored(tuned, tokenizer, forget, retain, hook, eval_cfg, max_tokens) -> dict:
     with torch.no_grad():
-        frames = {
+        return {
             role: evaluate_questions(
                 tuned, tokenizer, qs, eval_cfg, max_tokens=max_tokens, gates=hook
             )
             for role, qs in (("forget", forget), ("retain", retain))
         }
+
+
+def _checkpoint(out, name, step, frames, eval_cfg, log) -> None:
     fig = add_setting(
         out, name, f"step={step}", frames["forget"], eval_cfg.bootstrap, eval_cfg.seed
     )

@@ -19,7 +19,7 @@ from both halves): (attacked - steered) / (baseline - steered) per setting.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -31,6 +31,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from sae_unlearn.attacks.family import FamilyOutputs, add_setting, frozen
 from sae_unlearn.attacks.gcg import embedding_scale, target_loss
 from sae_unlearn.attacks.gcg_tokens import gcg_prompts
+from sae_unlearn.attacks.reference import no_attack
 from sae_unlearn.attacks.subsets import deterministic_subset
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.config import EvalConfig
@@ -270,9 +271,11 @@ def whitebox_attack(
     eval_cfg: EvalConfig,
     max_tokens: int = 512,
     log: Callable[[str], None] = print,
+    reference: Mapping | None = None,
 ) -> FamilyOutputs:
     """Per model: `none`, `soft_prompt` and, for a steered model, each `residual_<bound>` on
-    the `scored` questions, the attacks trained on `n_train` questions of `pool`."""
+    the `scored` questions, the attacks trained on `n_train` questions of `pool`;
+    `reference` (`reference.no_attack`) gives the `none` results instead of scoring them."""
     check_layer(model, cfg.layer, what="attack.whitebox.layer")
     check_pool(pool, cfg.n_train)
     train = deterministic_subset(pool, cfg.n_train, cfg.seed)
@@ -296,11 +299,12 @@ def whitebox_attack(
     with frozen([model, *hooks.values()]):
         if any(hook is not None for hook in hooks.values()):
             with torch.no_grad():  # what the residual attack restores: the unsteered model
-                reference = torch.log_softmax(prompt_logits(model, prompts), dim=-1)
+                unsteered = torch.log_softmax(prompt_logits(model, prompts), dim=-1)
         for name, hook in hooks.items():
             curves[name] = {}
             with maybe_steer(model, hook):
-                score(name, "none", plain(hook))
+                given = no_attack(reference, name)
+                score(name, "none", given if given is not None else plain(hook))
                 soft, curves[name]["soft_prompt"] = soft_prompt_attack(model, prompts, init, cfg)
                 fmt = eval_cfg.format
                 frame = scored_with_soft_prompt(
@@ -313,7 +317,7 @@ def whitebox_attack(
                 for bound in cfg.bounds:
                     setting = residual_setting(bound)
                     delta, curves[name][setting] = residual_attack(
-                        model, prompts, reference, bound * norms[name], cfg
+                        model, prompts, unsteered, bound * norms[name], cfg
                     )
                     with residual_added(model, cfg.layer, delta):
                         score(name, setting, plain(hook))

@@ -2,51 +2,22 @@
 it, on a tiny model; and the refusals before any model loads."""
 
 import json
+import math
 
 import pandas as pd
 import yaml
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from tests.attacks.test_run import attack_project, invoke
-from tests.tiny import TRAINING_TEXT
+from tests.attacks.project import attack_project, invoke
 
-RETAIN_TEXT = "The Nile flows north through the desert to the sea, past old farms and towns. " * 3
-
-
-def family_project(tmp_path, tiny_model_dir):
-    params_path = attack_project(tmp_path, tiny_model_dir)
-    params = yaml.safe_load(params_path.read_text())
-    corpora = tmp_path / "prepared" / "corpora"
-    corpora.mkdir(parents=True)
-    pd.DataFrame({"text": ["too short", RETAIN_TEXT], "source": ["a", "b"]}).to_parquet(
-        corpora / "retain_corpus.parquet"
-    )
-    pd.DataFrame({"text": TRAINING_TEXT[:6], "source": ["f"] * 6}).to_parquet(
-        corpora / "forget_corpus.parquet"
-    )
-    params["sae"]["layer"] = 1  # the tiny clamp's layer: whitebox's default is the one before
-    params["attack"].update(
-        n_eval=None,
-        families_dir=str(tmp_path / "families"),
-        icl={"k": [0, 1]},
-        evasion={"perturbations": ["upper", "filler", "template"], "filler_words": 5},
-        whitebox={
-            "n_train": 2,
-            "soft_tokens": 3,
-            "soft_steps": 2,
-            "bounds": [0.2],
-            "residual_steps": 2,
-        },
-        relearn={"n_passages": 2, "seq_len": 8, "batch_size": 2, "steps": 2, "eval_every": 1},
-    )
-    params_path.write_text(yaml.safe_dump(params))
-    return params_path
+family_project = attack_project
 
 
 def test_family_halves_join_into_metrics(tmp_path, tiny_model_dir):
     params = str(family_project(tmp_path, tiny_model_dir))
     families = (
+        ("fewshot", ["k=0", "k=2"]),
         ("icl", ["k=0", "k=1"]),
         ("evasion", ["none", "upper", "filler"]),
         ("whitebox", ["none", "soft_prompt", "residual_0.2"]),
@@ -65,7 +36,8 @@ def test_family_halves_join_into_metrics(tmp_path, tiny_model_dir):
                 assert 0.0 <= metrics["steered"][setting]["acc"] <= 1.0
                 continue
             assert metrics["baseline"][setting]["gate_share"] is None
-            if family in ("icl", "evasion"):  # scored with the gate recorded
+            # scored with the gate recorded (k=0 and none: read from the evaluation's results)
+            if family in ("fewshot", "icl", "evasion") or setting in ("none", "step=0"):
                 assert 0.0 <= metrics["steered"][setting]["gate_share"] <= 1.0
             low, high = metrics["steered"][setting]["acc_ci"]
             assert low <= metrics["steered"][setting]["acc"] <= high
@@ -131,3 +103,91 @@ def test_more_icl_shots_than_dev_questions_are_refused_before_the_model_loads(
     )
     assert result.exit_code == 2
     assert "attack.icl.k asks for 99 shots" in result.output and "Traceback" not in result.output
+
+
+def test_gcg_then_generation_with_the_found_suffixes(tmp_path, tiny_model_dir):
+    params_path = attack_project(tmp_path, tiny_model_dir)
+    params = yaml.safe_load(params_path.read_text())
+    params["attack"]["gcg"]["per_question"] = True
+    params_path.write_text(yaml.safe_dump(params))
+    p = str(params_path)
+    result = CliRunner().invoke(
+        app, ["attack-family", "generation", "--model", "baseline", "--params", p]
+    )
+    assert result.exit_code == 2 and "no GCG suffixes" in result.output  # gcg runs first
+    for model in ("baseline", "steered"):
+        invoke("attack-family", "gcg", "--model", model, "--params", p)
+    gcg = json.loads((tmp_path / "attack_gcg.json").read_text())
+    steered_eval = json.loads((tmp_path / "steered.json").read_text())
+    for name in ("baseline", "steered"):
+        search = gcg["search"][name]
+        assert search["final_loss"] <= search["init_loss"] and search["steps"] == 2
+        assert list(search["acc_by_step"]) == ["0", "1", "2"]  # no suffix, then each step
+        # step 0 is no suffix: the unattacked accuracy, the evaluation's own
+        assert search["acc_by_step"]["0"] == gcg[name]["none"]["acc"]
+        # 2 target questions: each share is a count out of 2
+        assert search["targets_acc_per_question"] in (0.0, 0.5, 1.0)
+        assert 0.0 <= gcg[name]["suffix"]["acc"] <= 1.0
+    assert gcg["steered"]["none"]["acc"] == steered_eval["forget"]["test"]["acc"]
+    assert gcg["n_targets"] == 2
+    found = json.loads((tmp_path / "families" / "gcg" / "suffixes.json").read_text())
+    assert set(found["suffixes"]) == {"baseline", "steered"}
+    losses = json.loads((tmp_path / "families" / "gcg" / "losses.json").read_text())
+    assert [len(losses[m]) for m in ("baseline", "steered")] == [3, 3]  # initial + 2 steps
+    for model in ("baseline", "steered"):
+        invoke("attack-family", "generation", "--model", model, "--params", p)
+    generation = json.loads((tmp_path / "attack_generation.json").read_text())
+    for name in ("baseline", "steered"):
+        for setting in ("plain", "suffix"):
+            figures = generation["fluency"][name][setting]
+            assert math.isfinite(figures["ppl_median"])
+            # thresholds no continuation fails: perplexity 1e6, any repetition allowed
+            assert figures["fluent_share"] == 1.0 and figures["repetitive_share"] == 0.0
+            assert 0.0 <= figures["leak_share"] <= 1.0
+    samples = json.loads((tmp_path / "families" / "generation" / "samples.json").read_text())
+    shown = min(2, generation["n_prompts"])  # n_samples, of the prompts continued
+    assert generation["n_prompts"] == min(3, gcg["n"])
+    assert [len(samples[m]) for m in ("baseline", "steered")] == [shown, shown]
+    steered_suffix = found["suffixes"]["steered"]["suffix"]
+    assert f"? {steered_suffix.strip()}\nAnswer:" in samples["steered"][0]["suffix"]["prompt"]
+    assert "x x" not in samples["steered"][0]["plain"]["prompt"]
+
+
+def test_a_family_scores_its_reference_itself_off_the_evaluated_path(tmp_path, tiny_model_dir):
+    """With another question file than the evaluated one, the family scores its k=0 row
+    itself; on the evaluated file it reads it: the same accuracy either way."""
+    params = str(attack_project(tmp_path, tiny_model_dir))
+    forget = tmp_path / "prepared" / "questions" / "forget_questions.parquet"
+    invoke("attack-family", "icl", "--model", "baseline", "--params", params)
+    read = json.loads((tmp_path / "families" / "icl_baseline" / "metrics.json").read_text())
+    invoke(
+        "attack-family",
+        "icl",
+        "--model",
+        "baseline",
+        "--params",
+        params,
+        "--forget-questions",
+        str(forget),
+    )
+    scored = json.loads((tmp_path / "families" / "icl_baseline" / "metrics.json").read_text())
+    assert scored["baseline"]["k=0"]["acc"] == read["baseline"]["k=0"]["acc"]
+    assert scored["baseline"]["k=1"] == read["baseline"]["k=1"]
+
+
+def test_evaluation_results_of_other_questions_are_refused(tmp_path, tiny_model_dir):
+    params = str(attack_project(tmp_path, tiny_model_dir, evaluated=False))
+    result = CliRunner().invoke(
+        app, ["attack-family", "icl", "--model", "baseline", "--params", params]
+    )
+    assert result.exit_code == 2 and "no evaluation results" in result.output
+    assert "evaluate-baseline" in result.output and "Traceback" not in result.output
+    invoke("evaluate-baseline", "--params", params)
+    questions = tmp_path / "prepared" / "questions" / "forget_questions.parquet"
+    frame = pd.read_parquet(questions)
+    frame["question"] = frame["question"] + " (edited)"
+    frame.to_parquet(questions)
+    result = CliRunner().invoke(
+        app, ["attack-family", "icl", "--model", "baseline", "--params", params]
+    )
+    assert result.exit_code == 2 and "made on other questions" in result.output

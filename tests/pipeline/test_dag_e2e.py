@@ -99,15 +99,15 @@ TINY_OVERRIDES: dict[str, object] = {
     "select.top_k": 3,
     "select.retain_threshold": 1.0,
     "select.min_forget_freq": 0.0,
-    "attack.fewshot": [0, 1],
-    "attack.gcg.n_questions": 2,
+    "attack.fewshot.k": [0, 1],
+    "attack.gcg.n_questions": 1,  # the tiny forget set has one dev-half question
     "attack.gcg.num_steps": 2,
     "attack.gcg.search_width": 4,
     "attack.gcg.topk": 8,
     "attack.gcg.optim_str_init": "x x x x",
-    "attack.gibberish.n_prompts": 2,
-    "attack.gibberish.max_new_tokens": 4,
-    "attack.gibberish.n_samples": 1,
+    "attack.generation.n_prompts": 2,
+    "attack.generation.max_new_tokens": 4,
+    "attack.generation.n_samples": 1,
     "attack.icl.k": [0, 1],
     "attack.evasion.filler_words": 8,
     "attack.whitebox.n_train": 1,  # the tiny forget set has one dev-half question
@@ -249,8 +249,10 @@ def test_repro_runs_every_stage_and_writes_metrics(tiny_repo):
     assert clamp["mode"] == "gated_clamp" and len(clamp["rows"]) == 3
     assert {row["hook_action"] for row in clamp["rows"]} == {"clamp_gated"}
     families = {
+        "fewshot": {"k=0", "k=1"},
         "icl": {"k=0", "k=1"},
         "evasion": {"none", "synonyms"},
+        "gcg": {"none", "suffix"},
         "whitebox": {"none", "soft_prompt", "residual_0.2"},
         "relearn": {"step=0", "step=2"},
     }
@@ -265,8 +267,11 @@ def test_repro_runs_every_stage_and_writes_metrics(tiny_repo):
     assert "Summary: forget accuracy under every attack" in report
     assert "Relearning by fine-tuning" in report and "plots/relearn.png" in report
     assert "plots/gcg_budget.png" in report
-    attack = json.loads((repo / "metrics/attack.json").read_text())
-    assert set(attack["gcg"]["steered"]["acc_by_step"]) == {"0"}  # 2 steps, a point every 5
+    gcg = json.loads((repo / "metrics/attack_gcg.json").read_text())
+    assert set(gcg["search"]["steered"]["acc_by_step"]) == {"0"}  # 2 steps, a point every 4
+    generation = json.loads((repo / "metrics/attack_generation.json").read_text())
+    assert set(generation["fluency"]["steered"]) == {"plain", "suffix"}
+    assert "Sample continuations" in report
     assert "Data and pipelines are up to date" in run(["dvc", "status"], repo)
 
 
@@ -281,7 +286,7 @@ def test_editing_library_code_marks_its_stages_changed(tiny_repo):
     finally:
         metrics_code.write_text(original)
     changed = set(re.findall(r"^(\S+):\s*$", status, flags=re.MULTILINE))
-    assert {"evaluate", "evaluate-baseline", "attack-baseline", "attack"} <= changed
+    assert {"evaluate", "evaluate-baseline", "attack-gcg-baseline", "attack-gcg"} <= changed
     assert not changed & {"prepare-model", "prepare-data", "cache", "train-sae", "select"}
     assert "Data and pipelines are up to date" in run(["dvc", "status"], repo)
 
@@ -307,8 +312,8 @@ def test_misspelt_param_is_refused_with_the_key_named(tiny_repo):
 def test_clamp_experiment_reruns_only_downstream_stages(tiny_repo):
     repo, *_ = tiny_repo
     out = run(["dvc", "exp", "run", "-S", "clamp.value=-40"], repo)
-    families = ("icl", "evasion", "whitebox", "relearn")
-    steered_halves = {"attack"} | {f"attack-{family}" for family in families}
+    families = ("fewshot", "icl", "evasion", "gcg", "whitebox", "relearn", "generation")
+    steered_halves = {f"attack-{family}" for family in families}
     expected = {"clamp-config", "evaluate", "report"} | steered_halves
     # no attack-*-baseline stage reads the clamp: the sweep point reruns the steered halves
     assert ran_stages(out) == expected
