@@ -16,9 +16,6 @@ from sae_unlearn.errors import UserError
 from sae_unlearn.io import read_json
 from sae_unlearn.reporting.constants import ROLES
 
-# Larger JSON files are data, not run summaries: not searched for run times.
-GCG_LOSS_COLUMNS = {"step", "model", "loss"}
-
 
 class ReportInputError(UserError):
     """An input exists but cannot be read; its message says which stage to rerun."""
@@ -33,13 +30,11 @@ class ReportInputs:
     sae: Mapping | None = None
     baseline: Mapping | None = None
     steered: Mapping | None = None
-    attack: Mapping | None = None
-    # the attack stage's full accuracy summaries (with intervals), data/results/attack
-    attack_accuracy: Mapping | None = None
-    # family -> its metrics/attack_<family>.json (attack families with stages of their own)
+    # family -> its metrics/attack_<family>.json
     attack_families: Mapping[str, Mapping] | None = None
-    gcg_loss: pd.DataFrame | None = None
-    suffixes: Any = None
+    gcg_suffixes: Any = None  # the gcg family's suffixes.json (config, targets, suffixes)
+    gcg_losses: Mapping | None = None  # model -> GCG loss per step (index 0: the initial)
+    samples: Mapping | None = None  # model -> the generation family's sample continuations
     latents: pd.DataFrame | None = None
     contexts: pd.DataFrame | None = None
     selected: pd.DataFrame | None = None
@@ -64,9 +59,9 @@ _JSON_INPUTS = (
     "sae",
     "baseline",
     "steered",
-    "attack",
-    "attack_accuracy",
-    "suffixes",
+    "gcg_suffixes",
+    "gcg_losses",
+    "samples",
     "clamp",
 )
 # `attack_<family>`: an attack family's metrics, gathered into `attack_families`
@@ -80,14 +75,6 @@ def read_json_input(path: Path) -> Any:
         return read_json(path)
     except json.JSONDecodeError as exc:
         raise ReportInputError(f"{path} is not valid JSON ({exc}); rerun its stage") from exc
-
-
-def read_gcg_loss(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path)
-    missing = GCG_LOSS_COLUMNS - set(frame.columns)
-    if missing:
-        raise ReportInputError(f"{path} lacks columns {sorted(missing)}; rerun the attack stage")
-    return frame
 
 
 def read_role_folder(folder: Path) -> dict[str, pd.DataFrame]:
@@ -120,8 +107,6 @@ def load_inputs(
             loaded[name] = read_json_input(path)
         elif name in _PARQUET_INPUTS:
             loaded[name] = pd.read_parquet(path)
-        elif name == "gcg_loss":
-            loaded[name] = read_gcg_loss(path)
         else:
             raise ValueError(f"unknown report input {name!r}")
     sources = {name: str(path) for name, path in paths.items()}

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from tests.reporting.helpers import (
-    ATTACK,
     DVC_YAML,
+    FEWSHOT,
+    GCG,
+    GCG_LOSSES,
+    GCG_SUFFIXES,
+    GENERATION,
     PARAMS,
-    SUFFIXES,
+    SAMPLES,
     contexts_frame,
     evaluation_metrics,
     latents_frame,
@@ -65,18 +68,12 @@ def project(tmp_path: Path, monkeypatch) -> Path:
         "train_seconds": 88.5,
     }
     write_json(tmp_path / "metrics/sae.json", sae)
-    write_json(tmp_path / "metrics/attack.json", ATTACK)
-    attack_dir = tmp_path / "data/results/attack"
-    loss = [
-        (s, m, (3.0 if m == "baseline" else 5.0) / (1 + s))
-        for s in range(20)
-        for m in ("baseline", "steered")
-    ]
-    attack_dir.mkdir(parents=True)
-    pd.DataFrame(loss, columns=["step", "model", "loss"]).to_csv(
-        attack_dir / "gcg_loss.csv", index=False
-    )
-    write_json(attack_dir / "suffixes.json", SUFFIXES)
+    for family, metrics in (("fewshot", FEWSHOT), ("gcg", GCG), ("generation", GENERATION)):
+        write_json(tmp_path / f"metrics/attack_{family}.json", metrics)
+    attacks = tmp_path / "data/results/attacks"
+    write_json(attacks / "gcg/suffixes.json", GCG_SUFFIXES)
+    write_json(attacks / "gcg/losses.json", GCG_LOSSES)
+    write_json(attacks / "generation/samples.json", SAMPLES)
     latents = latents_frame()
     (tmp_path / "data/scores").mkdir(parents=True)
     latents.to_parquet(tmp_path / "data/scores/latents.parquet")

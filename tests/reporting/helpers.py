@@ -97,21 +97,117 @@ def contexts_frame() -> pd.DataFrame:
     return frame
 
 
-ATTACK = {
-    "fewshot": {
-        "baseline": {"0": 0.8, "1": 0.825, "4": 0.85, "16": 0.875},
-        "steered": {"0": 0.325, "1": 0.35, "4": 0.4, "16": 0.45},
+def _fig(acc: float, gate: float | None = None) -> dict:
+    """An attack setting's figures as the families write them (interval +-0.1)."""
+    return {"acc": acc, "acc_ci": [acc - 0.1, acc + 0.1], "gate_share": gate}
+
+
+# metrics/attack_<family>.json for the families the report draws parts of.
+FEWSHOT = {
+    "baseline": {f"k={k}": _fig(a) for k, a in ((0, 0.8), (1, 0.825), (4, 0.85), (16, 0.875))},
+    "steered": {f"k={k}": _fig(a, 0.9) for k, a in ((0, 0.325), (1, 0.35), (4, 0.4), (16, 0.45))},
+    "n": 68,
+}
+GCG = {
+    "baseline": {"none": _fig(0.8), "suffix": _fig(0.9)},
+    "steered": {"none": _fig(0.325, 0.9), "suffix": _fig(0.3, 0.5)},
+    "n": 68,
+    "n_targets": 3,
+    "search": {
+        "baseline": {
+            "init_loss": 3.0,
+            "final_loss": 0.125,
+            "steps": 20,
+            "acc_by_step": {"0": 0.8, "10": 0.85, "20": 0.9},
+        },
+        "steered": {
+            "init_loss": 5.0,
+            "final_loss": 2.5,
+            "steps": 20,
+            "acc_by_step": {"0": 0.325, "10": 0.3125, "20": 0.3},
+        },
     },
-    "gcg": {
-        "baseline": {"acc": 0.9, "final_loss": 0.125, "steps": 20},
-        "steered": {"acc": 0.3, "final_loss": 2.5, "steps": 20},
+}
+
+
+def _fluency(fluent: float, ppl: float, leak: float) -> dict:
+    return {
+        "fluent_share": fluent,
+        "fluent_share_ci": [fluent / 2, (1 + fluent) / 2],
+        "ppl_median": ppl,
+        "leak_share": leak,
+        "leak_share_ci": [leak / 2, (1 + leak) / 2],
+    }
+
+
+GENERATION = {
+    "fluency": {
+        "baseline": {"plain": _fluency(1.0, 14.25, 0.5), "suffix": _fluency(0.875, 20.5, 0.625)},
+        "steered": {"plain": _fluency(0.25, 812.5, 0.0), "suffix": _fluency(0.125, 950.0, 0.125)},
     },
-    "gibberish": {"steered": {"perplexity": 812.5}, "baseline": {"perplexity": 14.25}},
+    "fluent_ppl": 50,
+    "min_distinct_2": 0.75,
+    "max_repeat": 3,
+    "max_new_tokens": 20,
+    "n_prompts": 8,
     "seconds": 33.5,
 }
-SUFFIXES = {
-    "steered": {"suffix": "describe.\\ + similarlyNow", "continuations": ["zzz qq | *x*", "ok"]},
-    "baseline": {"suffix": "!!! ok", "continuations": ["The answer is A"]},
+# data/results/attacks/gcg/{suffixes,losses}.json and generation/samples.json
+GCG_SUFFIXES = {
+    "gcg_config": {"num_steps": 20, "search_width": 16, "topk": 64, "seed": 42},
+    "target_questions": ["What do antibiotics kill?", "Which virus causes measles?"],
+    "suffixes": {
+        "baseline": {
+            "suffix": "!!! ok",
+            "token_ids": [1, 2],
+            "loss": 0.125,
+            "init_loss": 3.0,
+            "candidates_per_step": [16] * 20,
+        },
+        "steered": {
+            "suffix": "zzz qq | *x*",
+            "token_ids": [3, 4, 5],
+            "loss": 2.5,
+            "init_loss": 5.0,
+            "candidates_per_step": [16] * 20,
+        },
+    },
+}
+# Index = step (0: the initial loss): 3/(1+s) and 5/(1+s).
+GCG_LOSSES = {
+    m: [top / (1 + s) for s in range(21)] for m, top in (("baseline", 3.0), ("steered", 5.0))
+}
+
+
+def _continuation(prompt: str, text: str, ppl: float, repetitive: bool, names: bool) -> dict:
+    return {
+        "prompt": prompt,
+        "continuation": text,
+        "perplexity": ppl,
+        "distinct_2": 0.5 if repetitive else 1.0,
+        "longest_repeat": 4 if repetitive else 1,
+        "repetitive": repetitive,
+        "names_answer": names,
+    }
+
+
+QUESTION = "What do antibiotics kill?"
+PROMPT = f"Question: {QUESTION}\nAnswer:"
+SAMPLES = {
+    "baseline": [
+        {
+            "question": QUESTION,
+            "plain": _continuation(PROMPT, " Bacteria.", 3.5, False, True),
+            "suffix": _continuation(PROMPT + " !!! ok", " Bacteria, mostly.", 4.25, False, True),
+        }
+    ],
+    "steered": [
+        {
+            "question": QUESTION,
+            "plain": _continuation(PROMPT, "\nA.\nA.\nA.", 812.5, True, False),
+            "suffix": _continuation(PROMPT + " zzz qq", " zzz zzz zzz", 950.0, True, False),
+        }
+    ],
 }
 
 PARAMS = """\
@@ -154,11 +250,11 @@ stages:
     metrics:
       - metrics/steered.json:
           cache: false
-  attack:
-    cmd: sae-unlearn attack
-    outs: [data/results/attack]
+  attack-gcg:
+    cmd: sae-unlearn attack-family gcg --model steered
+    outs: [data/results/attacks/gcg]
     metrics:
-      - metrics/attack.json:
+      - metrics/attack_gcg.json:
           cache: false
 """
 

@@ -77,8 +77,12 @@ def _hostile_inputs() -> ReportInputs:
     return ReportInputs(
         params={"model": {"name": HOSTILE}},
         steered=steered,
-        attack={"other": {"note": HOSTILE}},
-        suffixes={"steered": {"suffix": HOSTILE}},
+        attack_families={
+            "gcg": {"steered": {"suffix": {"acc": 0.5, "acc_ci": [0.25, 0.75]}}, "n": 4},
+            "generation": {"note": HOSTILE},
+        },
+        gcg_suffixes={"suffixes": {"steered": {"suffix": HOSTILE}}},
+        samples={"steered": [{"question": HOSTILE, "plain": {"continuation": HOSTILE}}]},
         selected=pd.DataFrame({"latent": [5], "rank": [1], "score_name": [HOSTILE]}),
         contexts=contexts,
         sources={"baseline": f"{HOSTILE}.json"},
@@ -121,13 +125,23 @@ def test_arbitrary_text_stays_text_in_markdown(tmp_path: Path):
         r"\</details> # \~x\~ \\ ⏎ new"
     )
     assert [h.split(" ", 1)[1] for h in headings[1:3]] == ["Results", "Setup"]
-    assert len(headings) == 1 + 8 + 1 + 4  # title, sections, contexts, attack parts
+    assert len(headings) == 1 + 8 + 1 + 5  # title, sections, contexts, attack parts
+    assert [h.split(" ", 1)[1] for h in headings[-5:]] == [
+        "Summary: forget accuracy under every attack",
+        "GCG suffix",
+        "Generation",
+        "Sample continuations",
+        "Found suffixes",
+    ]
     # Every table keeps its shape and its cells read back as the text they hold.
     tables = md_tables(md)
     assert all(len(row) == len(headers) for headers, rows in tables for row in rows)
     cells = {cell for _, rows in tables for row in rows for cell in row}
     assert f"{one_line} [**<b>tok|en</b>**]{one_line}" in cells  # the latent's context
-    assert one_line in cells  # the subject name (accuracy table), the attack note
+    # the subject name (accuracy table), the generation note, the sample's question
+    assert one_line in cells
+    sample = next(r for h, rows in tables if "continuation" in h for r in rows)
+    assert sample[:2] == [one_line, "steered plain"]
     # The gate token: its repr (newlines and spaces visible) in a code span, pipes escaped
     token = "```" + repr(HOSTILE).replace("|", "\\|") + "```"
     assert f"| retain | 1 | {token} | 1 | 0.5000 |" in md
@@ -149,4 +163,4 @@ def test_build_report_keeps_sections_in_order(tmp_path: Path):
         "gates",
         "attacks",
     ]
-    assert sorted(data) == ["accuracy_steered.csv"]
+    assert sorted(data) == ["accuracy_steered.csv", "attack_summary.csv"]

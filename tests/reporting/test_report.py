@@ -20,6 +20,17 @@ from pipeline import report
 from pipeline.cli import user_errors
 from tests.reporting.helpers import PARAMS, SUBJECTS, run, table_with, value_ci
 
+# The report's figures in the order it shows them: the results card's, the latents', then
+# the attacks' (summary, few-shot, GCG loss, GCG budget curve).
+PNGS = (
+    "accuracy.png",
+    "latents.png",
+    "attack_summary.png",
+    "fewshot.png",
+    "gcg_loss.png",
+    "gcg_budget.png",
+)
+
 
 def test_report_numbers_equal_the_metrics_files(project: Path):
     run(report.command, [])
@@ -66,24 +77,48 @@ def test_report_numbers_equal_the_metrics_files(project: Path):
     assert "B \\[**cells**\\] make antibodies" in md
     assert "beyond" not in md  # the 4th forget context of latent 0 is past contexts_per_latent
 
-    # Attacks: few-shot curve, GCG accuracy with the suffix, gibberish, suffixes.
-    few = table_with(md, "steered forget acc")
+    # Attacks: the summary over the families, few-shot curve, GCG accuracy with the suffix,
+    # the generation check, samples, suffixes.
+    summary = {(r["attack"], r["setting"]): r for r in table_with(md, "gate open")}
+    assert list(summary) == [("fewshot", f"k={k}") for k in (0, 1, 4, 16)] + [
+        ("gcg", "none"),
+        ("gcg", "suffix"),
+    ]
+    assert value_ci(summary[("gcg", "suffix")]["steered forget acc"]) == pytest.approx(
+        (0.3, 0.2, 0.4)
+    )
+    assert summary[("gcg", "suffix")]["gate open"] == "0.500"
+    few = table_with(md, "steered forget acc", "0")
     assert [int(r["k"]) for r in few] == [0, 1, 4, 16]
     assert [float(r["steered forget acc"]) for r in few] == [0.325, 0.35, 0.4, 0.45]
     gcg = {r["model"]: r for r in table_with(md, "forget acc with suffix")}
     assert float(gcg["steered"]["forget acc with suffix"]) == 0.3
+    assert float(gcg["steered"]["forget acc"]) == 0.325
     assert float(gcg["baseline"]["final loss"]) == 0.125
-    gib = {r["metric"]: r["value"] for r in table_with(md, "metric", "steered.perplexity")}
-    assert gib == {"steered.perplexity": "812.5000", "baseline.perplexity": "14.2500"}
-    assert "| steered.continuations\\[0\\] | `zzz qq \\| *x*` |" in md  # a code span
-    assert "### Seconds" not in md  # run times stay out of the report
+    assert float(gcg["baseline"]["init loss"]) == 3.0
+    assert "GCG budget: 20 steps, search width 16, top-k 64 over 2 questions" in md
+    gen = {r["metric"]: r["value"] for r in table_with(md, "metric", "fluent_ppl")}
+    assert gen["fluency.steered.plain.ppl_median"] == "812.5000"
+    assert gen["fluency.baseline.suffix.leak_share"] == "0.6250"
+    assert gen["n_prompts"] == "8" and "seconds" not in gen  # run times stay out
+    samples = table_with(md, "continuation")
+    assert [r["setting"] for r in samples] == [
+        "baseline plain",
+        "baseline suffix",
+        "steered plain",
+        "steered suffix",
+    ]
+    assert samples[2]["continuation"] == "`⏎A.⏎A.⏎A.`" and samples[2]["repetitive"] == "yes"
+    assert samples[0]["names answer"] == "yes" and samples[3]["perplexity"] == "950.00"
+    assert "| suffixes.steered.suffix | `zzz qq \\| *x*` |" in md  # a code span
+    assert "### Seconds" not in md
 
     # Run times live in logs/timings.json, never in the report (a DVC output).
     assert "recorded as" not in md and "Run times" not in md
 
     # Plots and their data, which DVC's plots read.
     plots = project / "reports/plots"
-    for name in ("accuracy.png", "latents.png", "fewshot.png", "gcg_loss.png"):
+    for name in PNGS:
         assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"](plots/{name})" in md
     acc = pd.read_csv(plots / "accuracy_steered.csv")
@@ -95,7 +130,13 @@ def test_report_numbers_equal_the_metrics_files(project: Path):
     assert pd.read_csv(plots / "fewshot.csv")["baseline"].tolist() == [0.8, 0.825, 0.85, 0.875]
     gcg_loss = pd.read_csv(plots / "gcg_loss.csv")
     assert list(gcg_loss.columns) == ["step", "baseline", "steered"]
+    assert gcg_loss["step"].tolist() == list(range(21))  # step 0: the initial loss
     assert gcg_loss["steered"].iloc[4] == pytest.approx(1.0)
+    budget = pd.read_csv(plots / "gcg_budget.csv")
+    assert budget["step"].tolist() == [0, 10, 20]
+    assert budget["steered"].tolist() == [0.325, 0.3125, 0.3]
+    summary_csv = pd.read_csv(plots / "attack_summary.csv")
+    assert len(summary_csv) == 2 * 6 and set(summary_csv["family"]) == {"fewshot", "gcg"}
     freqs = pd.read_csv(plots / "latent_freqs.csv")
     assert freqs.loc[freqs["selected"], "latent"].tolist() == [0, 1, 2]
     assert pd.read_csv(plots / "selected_latents.csv")["latent"].tolist() == [0, 1, 2]
@@ -115,17 +156,49 @@ def test_report_shows_calibrated_thresholds(project: Path):
 
 
 def test_report_leaves_out_missing_sections(project: Path):
-    shutil.rmtree(project / "data/results/attack")
-    (project / "metrics/attack.json").unlink()
+    shutil.rmtree(project / "data/results/attacks")
+    for family in ("fewshot", "gcg", "generation"):
+        (project / f"metrics/attack_{family}.json").unlink()
     (project / "data/scores/contexts.parquet").unlink()
     (project / "params.yaml").write_text(PARAMS.format(model="google/gemma-2-2b"))
     run(report.command, [])
     md = (project / "reports/report.md").read_text()
-    assert "Not available yet (`metrics/attack.json` missing)" in md
+    assert "Not available yet (`metrics/attack_gcg.json` missing)" in md
+    assert "Not available yet (`metrics/attack_fewshot.json` missing)" in md
     assert "Not available yet (`data/scores/contexts.parquet` missing)" in md
+    assert "### Few-shot" not in md and "### GCG suffix" not in md
+    assert "### Sample continuations" not in md and "### Found suffixes" not in md
     assert not (project / "reports/plots/fewshot.png").exists()
+    assert not (project / "reports/plots/gcg_loss.png").exists()
     assert (project / "reports/plots/accuracy.png").exists()
     assert "Paper reference (gemma-2-2b, refusal-clamp): WMDP-bio 0.5860 -> 0.2718" in md
+
+
+def test_report_names_missing_gcg_outputs(project: Path):
+    """The gcg family's metrics without its losses and suffixes: its part says which files
+    are missing; the sample continuations come from the generation family alone."""
+    (project / "data/results/attacks/gcg/losses.json").unlink()
+    (project / "data/results/attacks/gcg/suffixes.json").unlink()
+    run(report.command, [])
+    md = (project / "reports/report.md").read_text()
+    gcg = md.split("### GCG suffix", 1)[1].split("\n### ", 1)[0]
+    assert "Not available yet (`data/results/attacks/gcg/losses.json` missing)" in gcg
+    assert "GCG budget:" not in gcg and "](plots/gcg_budget.png)" in gcg
+    found = md.split("### Found suffixes", 1)[1].split("\n## ", 1)[0]
+    assert "Not available yet (`data/results/attacks/gcg/suffixes.json` missing)" in found
+    assert "### Sample continuations" in md
+    assert not (project / "reports/plots/gcg_loss.png").exists()
+
+
+def test_report_reads_attack_outputs_from_attacks_dir(project: Path):
+    elsewhere = project / "elsewhere"
+    shutil.move(project / "data/results/attacks", elsewhere)
+    result = run(report.command, ["--attacks-dir", str(elsewhere)])
+    assert "gcg_losses" not in result.output  # none left out
+    md = (project / "reports/report.md").read_text()
+    assert "### Sample continuations" in md and "| suffixes.baseline.suffix | `!!! ok` |" in md
+    gcg_loss = pd.read_csv(project / "reports/plots/gcg_loss.csv")
+    assert gcg_loss["baseline"].iloc[2] == pytest.approx(1.0)
 
 
 def test_report_needs_evaluation_metrics(project: Path):
@@ -211,7 +284,7 @@ def test_html_is_self_contained_and_renders_in_chromium(project: Path, chromium:
     run(report.command, [])
     html_text = (project / "reports/report.html").read_text()
     sources = re.findall(r'<img src="([^"]+)"', html_text)
-    assert len(sources) == 4
+    assert len(sources) == len(PNGS)
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     assert "plots/" not in html_text.split("<body>")[1].replace("latent frequencies", "")
     assert "<mark>cells</mark>" in html_text
@@ -234,7 +307,7 @@ def test_html_is_self_contained_and_renders_in_chromium(project: Path, chromium:
     expected = [
         _png_size((project / "reports/plots" / name).read_bytes())[0]
         # The accuracy figure heads the report, in the results card.
-        for name in ("accuracy.png", "latents.png", "fewshot.png", "gcg_loss.png")
+        for name in PNGS
     ]
     assert widths == expected and min(widths) > 100
     assert "Accuracy: baseline vs steered" in dom
@@ -292,9 +365,11 @@ def test_results_card_comes_first_with_the_metrics_numbers(project: Path):
     assert float(facts["alignment"]) == pytest.approx(steered["alignment"], abs=5e-5)
     assert facts["retain ratio"].startswith(f"{46 / 60 / 0.8:.4f} ")
     # Few-shot worst case: the steered model's highest forget accuracy (0.45 at k=16 in
-    # ATTACK); GCG: its forget accuracy with the suffix (0.3).
+    # FEWSHOT); GCG: its forget accuracy with the suffix (0.3) and without (0.325); the
+    # strongest setting of all families.
     assert facts["attacks (steered forget acc)"] == (
-        "few-shot worst case 0.4500 at k=16 (baseline 0.8750); GCG suffix 0.3000"
+        "few-shot worst case 0.4500 at k=16 (baseline 0.8750); "
+        "GCG suffix 0.3000 (0.3250 without it); strongest: fewshot: k=16 0.450 (baseline 0.875)"
     )
 
     html_text = (project / "reports/report.html").read_text()
@@ -309,7 +384,8 @@ def test_results_card_comes_first_with_the_metrics_numbers(project: Path):
 
 def test_results_card_without_baseline_or_attacks(project: Path):
     (project / "metrics/baseline.json").unlink()
-    (project / "metrics/attack.json").unlink()
+    for family in ("fewshot", "gcg", "generation"):
+        (project / f"metrics/attack_{family}.json").unlink()
     steered = json.loads((project / "metrics/steered.json").read_text())
     for key in ("alignment", "retain_ratio"):
         del steered[key]
@@ -369,11 +445,10 @@ def test_report_rejects_unreadable_inputs(project: Path):
     result = CliRunner().invoke(app, [])
     assert result.exit_code != 0 and "metrics/sae.json is not valid JSON" in result.output
     (project / "metrics/sae.json").write_text("{}")
-    pd.DataFrame({"step": [0], "loss": [1.0]}).to_csv(
-        project / "data/results/attack/gcg_loss.csv", index=False
-    )
+    (project / "data/results/attacks/gcg/losses.json").write_text('{"steered": [1.0,')
     result = CliRunner().invoke(app, [])
-    assert result.exit_code != 0 and "lacks columns ['model']" in result.output
+    assert result.exit_code != 0
+    assert "data/results/attacks/gcg/losses.json is not valid JSON" in result.output
 
 
 def test_report_renders_every_role(project: Path):

@@ -33,15 +33,9 @@ def _row(model: str, family: str, setting: str, acc: float, ci, gate=None, recov
 
 
 def attack_rows(inputs: ReportInputs) -> pd.DataFrame:
-    """One row per (model, family, setting): few-shot and GCG from the attack stage's
-    accuracy summaries, then each family's metrics file."""
+    """One row per (model, family, setting) with an accuracy, from each family's metrics
+    file (the generation family has none: its shares have a table of their own)."""
     rows = []
-    accuracy = inputs.attack_accuracy or {}
-    for model in MODELS:
-        for k, summary in ((accuracy.get("fewshot") or {}).get(model) or {}).items():
-            rows.append(_row(model, "fewshot", f"k={k}", summary["acc"], summary.get("acc_ci")))
-        if summary := (accuracy.get("gcg") or {}).get(model):
-            rows.append(_row(model, "gcg", "suffix", summary["acc"], summary.get("acc_ci")))
     for family, metrics in (inputs.attack_families or {}).items():
         for model in MODELS:
             by_setting = metrics.get(model)
@@ -49,6 +43,8 @@ def attack_rows(inputs: ReportInputs) -> pd.DataFrame:
                 continue
             recovered = (metrics.get("recovery") or {}) if model == "steered" else {}
             for setting, fig in by_setting.items():
+                if not isinstance(fig, Mapping) or "acc" not in fig:
+                    continue
                 gate, ci = fig.get("gate_share"), fig.get("acc_ci")
                 rows.append(
                     _row(model, family, setting, fig["acc"], ci, gate, recovered.get(setting))

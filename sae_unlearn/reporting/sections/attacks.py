@@ -1,5 +1,5 @@
-"""Attacks: the summary over every family, few-shot curve, GCG suffix, any other attack
-metrics, found suffixes."""
+"""Attacks: the summary over every family, the relearning curve, the few-shot curve, GCG
+(budget, losses), the generation check and its samples, the found suffixes."""
 
 from __future__ import annotations
 
@@ -38,27 +38,29 @@ def _acc_value(value: Any) -> float | None:
         return None
 
 
-def fewshot_frame(attack: Mapping) -> pd.DataFrame:
-    """k, baseline, steered (accuracy) from `fewshot.{model}.{k}`."""
-    fewshot = attack.get("fewshot") or {}
-    ks = sorted({int(k) for m in MODELS for k in (fewshot.get(m) or {})})
+def fewshot_frame(fewshot: Mapping) -> pd.DataFrame:
+    """k, baseline, steered (accuracy) from the fewshot family's `{model}.k={k}` settings."""
+    by_model = {
+        m: {int(str(s).removeprefix("k=")): fig for s, fig in (fewshot.get(m) or {}).items()}
+        for m in MODELS
+        if isinstance(fewshot.get(m), Mapping)
+    }
+    ks = sorted({k for settings in by_model.values() for k in settings})
     frame = pd.DataFrame({"k": ks})
-    for m in MODELS:
-        if m in fewshot:
-            frame[m] = [_acc_value((fewshot[m] or {}).get(str(k), fewshot[m].get(k))) for k in ks]
+    for m, settings in by_model.items():
+        frame[m] = [_acc_value(settings.get(k)) for k in ks]
     return frame
 
 
-def gcg_wide(loss: pd.DataFrame) -> pd.DataFrame:
-    """step, baseline, steered from the long (step, model, loss) table."""
-    wide = loss.pivot_table(index="step", columns="model", values="loss", aggfunc="mean")
-    wide = wide.reset_index()
-    wide.columns.name = None
-    return wide[
-        ["step"]
-        + [m for m in MODELS if m in wide]
-        + [c for c in wide.columns if c not in ("step", *MODELS)]
-    ]
+def gcg_wide(losses: Mapping) -> pd.DataFrame:
+    """step, baseline, steered from `model -> loss per step` (index 0: the initial loss)."""
+    present = [m for m in MODELS if m in losses] + [m for m in losses if m not in MODELS]
+    steps = max((len(losses[m]) for m in present), default=0)
+    frame = pd.DataFrame({"step": range(steps)})
+    for m in present:
+        values = list(losses[m])
+        frame[m] = values + [float("nan")] * (steps - len(values))
+    return frame
 
 
 def text_leaves(data: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -95,11 +97,11 @@ class Attacks:
     notes: list[Rich] = field(default_factory=list)  # why there are no parts
 
 
-def _fewshot_part(attack: Mapping, plots: Path, link: str, data: dict) -> Part:
+def _fewshot_part(fewshot: Mapping, plots: Path, link: str, data: dict) -> Part:
     part = Part("Few-shot")
-    fs = fewshot_frame(attack)
+    fs = fewshot_frame(fewshot)
     if not len(fs):
-        part.notes.append("The attack metrics carry no few-shot results.")
+        part.notes.append("The few-shot metrics carry no results.")
         return part
     present = [m for m in MODELS if m in fs]
     rows = [[fmt(int(r["k"]))] + [fmt(r[m]) for m in present] for r in fs.to_dict("records")]
@@ -132,9 +134,10 @@ def gcg_budget(suffixes: Any) -> str | None:
     )
 
 
-def gcg_budget_frame(gcg: Mapping) -> pd.DataFrame:
-    """step, baseline, steered: accuracy with the suffix held at each evaluated step."""
-    by_model = {m: (gcg.get(m) or {}).get("acc_by_step") or {} for m in MODELS}
+def gcg_budget_frame(search: Mapping) -> pd.DataFrame:
+    """step, baseline, steered: accuracy with the suffix held at each evaluated step, from
+    the gcg family's `search.{model}.acc_by_step`."""
+    by_model = {m: (search.get(m) or {}).get("acc_by_step") or {} for m in MODELS}
     steps = sorted({int(k) for curve in by_model.values() for k in curve})
     frame = pd.DataFrame({"step": steps})
     for m, curve in by_model.items():
@@ -143,41 +146,54 @@ def gcg_budget_frame(gcg: Mapping) -> pd.DataFrame:
     return frame
 
 
+def _gcg_table(gcg: Mapping) -> Table:
+    """Per model: accuracy without and with the suffix, then the search's figures."""
+    search = gcg.get("search") or {}
+    keys = sorted(
+        {k for m in MODELS for k in flatten(search.get(m) or {}) if not k.startswith("acc_by")}
+    )
+    keys = sorted(keys, key=lambda k: (k != "final_loss", k))
+    rows = []
+    for m in MODELS:
+        if not isinstance(gcg.get(m), Mapping):
+            continue
+        accs = [_acc_value(gcg[m].get(s)) for s in ("none", "suffix")]
+        rows.append(
+            [m] + [fmt(a) for a in accs] + [fmt(flatten(search.get(m) or {}).get(k)) for k in keys]
+        )
+    headers = ["model", "forget acc", "forget acc with suffix"] + [
+        k.replace("_", " ") for k in keys
+    ]
+    return Table(headers, rows, [False] + [True] * (len(headers) - 1))
+
+
 def _gcg_part(inputs: ReportInputs, plots: Path, link: str, data: dict) -> Part:
     part = Part("GCG suffix")
-    gcg = (inputs.attack or {}).get("gcg") or {}
+    gcg = (inputs.attack_families or {}).get("gcg") or {}
     if gcg:
-        keys = sorted(
-            {
-                k
-                for m in MODELS
-                for k in flatten(gcg.get(m) or {})
-                if not k.startswith("acc_by_step")
-            }
+        part.table = _gcg_table(gcg)
+        part.notes.append(
+            "The suffix is optimised on dev-half forget questions and scored on the test half; "
+            "the budget curve's step 0 is no suffix."
         )
-        keys = sorted(keys, key=lambda k: (k not in ("acc", "final_loss"), k))
-        names = {"acc": "forget acc with suffix", "final_loss": "final loss"}
-        rows = [[m] + [fmt(flatten(gcg[m]).get(k)) for k in keys] for m in MODELS if m in gcg]
-        headers = ["model"] + [names.get(k, k) for k in keys]
-        part.table = Table(headers, rows, [False] + [True] * len(keys))
     else:
-        part.notes.append("The attack metrics carry no GCG results.")
-    if budget := gcg_budget(inputs.suffixes):
+        part.notes.append(missing(inputs, "attack_gcg"))
+    if budget := gcg_budget(inputs.gcg_suffixes):
         part.notes.append(budget)
-    if len(budget := gcg_budget_frame(gcg)):
+    if len(budget := gcg_budget_frame(gcg.get("search") or {})):
         cols = [c for c in budget.columns if c != "step"]
         title = "GCG budget curve: forget accuracy with the suffix held at each step"
         plot_lines(budget, "step", cols, plots / "gcg_budget.png", title, "forget accuracy")
         data["gcg_budget.csv"] = budget
         part.extra_figures.append(figure(plots, link, "gcg_budget.png", "GCG budget curve"))
-    if inputs.gcg_loss is not None and len(inputs.gcg_loss):
-        wide = gcg_wide(inputs.gcg_loss)
+    if inputs.gcg_losses:
+        wide = gcg_wide(inputs.gcg_losses)
         cols = [c for c in wide.columns if c != "step"]
         plot_lines(wide, "step", cols, plots / "gcg_loss.png", "GCG loss per step", "loss")
         data["gcg_loss.csv"] = wide
         part.figure = figure(plots, link, "gcg_loss.png", "GCG loss per step")
-    else:
-        part.notes.append(missing(inputs, "gcg_loss"))
+    elif gcg:
+        part.notes.append(missing(inputs, "gcg_losses"))
     return part
 
 
@@ -189,8 +205,9 @@ def _summary_part(inputs: ReportInputs, plots: Path, link: str, data: dict) -> P
     part.figure = summary_figure(rows, plots, link, data)
     part.notes.append(
         "95% bootstrap intervals over the scored forget questions. Gate open: the share of "
-        "them on which the steered model's gate opened. In-context (icl) scores the test "
-        "half with shots from the dev half, so its k=0 row differs from few-shot's."
+        "them on which the steered model's gate opened. Every family scores the same "
+        "test-half questions, and its unattacked row (k=0, none, step=0) is the evaluation's "
+        "own result on them."
     )
     return part
 
@@ -219,26 +236,21 @@ def _family_notes(inputs: ReportInputs) -> list[Rich]:
     ]
 
 
-def _other_parts(attack: Mapping) -> list[Part]:
-    """Anything else the attack stage reports (gibberish checks, ...), as flat tables;
-    run times go to the timing section instead."""
-    parts = []
-    for key, value in attack.items():
-        if key in ("fewshot", "gcg") or is_timing_key(str(key)):
-            continue
-        flat = flatten(value) if isinstance(value, Mapping) else {key: value}
-        flat = {k: v for k, v in flat.items() if not is_timing_key(k.rsplit(".", 1)[-1])}
-        if flat:
-            rows: list[list[Rich]] = [
-                [k, v if isinstance(v, str) else fmt(v)] for k, v in flat.items()
-            ]
-            table = Table(["metric", "value"], rows, [False, True])
-            parts.append(Part(str(key).replace("_", " ").capitalize(), table))
-    return parts
+def _generation_part(generation: Mapping) -> Part:
+    """The generation family's figures, as one flat table (run times left out)."""
+    flat = {k: v for k, v in flatten(generation).items() if not is_timing_key(k.rsplit(".", 1)[-1])}
+    rows: list[list[Rich]] = [[k, v if isinstance(v, str) else fmt(v)] for k, v in flat.items()]
+    part = Part("Generation", Table(["metric", "value"], rows, [False, True]))
+    part.notes.append(
+        "Greedy continuations of forget prompts, plain and with each model's GCG suffix: "
+        "fluent (perplexity under the unsteered model below the threshold, and not "
+        "repetitive) and leaking (naming the correct choice and no other) shares."
+    )
+    return part
 
 
 def _samples_part(inputs: ReportInputs, opts: ReportOptions) -> Part | None:
-    table = samples_table(inputs.suffixes, opts.max_text)
+    table = samples_table(inputs.samples, opts.max_text)
     if table is None:
         return None
     part = Part("Sample continuations", table)
@@ -253,11 +265,9 @@ def _samples_part(inputs: ReportInputs, opts: ReportOptions) -> Part | None:
 
 def _suffixes_part(inputs: ReportInputs, opts: ReportOptions) -> Part:
     part = Part("Found suffixes")
-    found = inputs.suffixes
-    if isinstance(found, Mapping):  # the samples have their own table
-        found = {k: v for k, v in found.items() if k != "samples"}
-    if inputs.suffixes is None:
-        part.notes.append(missing(inputs, "suffixes"))
+    found = inputs.gcg_suffixes
+    if found is None:
+        part.notes.append(missing(inputs, "gcg_suffixes"))
     elif leaves := text_leaves(found):
         rows: list[list[Rich]] = []
         for where, text in leaves:
@@ -273,18 +283,19 @@ def attacks_section(
     inputs: ReportInputs, opts: ReportOptions, plots: Path, link: str
 ) -> tuple[Attacks, dict[str, pd.DataFrame]]:
     data: dict[str, pd.DataFrame] = {}
-    summary = _summary_part(inputs, plots, link, data)
+    families = inputs.attack_families or {}
     notes = _family_notes(inputs)
-    if not inputs.attack:
-        notes.insert(0, missing(inputs, "attack"))
-        parts = [p for p in (summary, _relearn_part(inputs, plots, link, data)) if p]
-        return Attacks(parts, notes), data
-    parts = [summary] if summary else []
+    parts = [p for p in (_summary_part(inputs, plots, link, data),) if p]
     if relearn := _relearn_part(inputs, plots, link, data):
         parts.append(relearn)
-    parts += [_fewshot_part(inputs.attack, plots, link, data), _gcg_part(inputs, plots, link, data)]
-    parts += _other_parts(inputs.attack)
+    if "fewshot" in families:
+        parts.append(_fewshot_part(families["fewshot"], plots, link, data))
+    if "gcg" in families or inputs.gcg_losses:
+        parts.append(_gcg_part(inputs, plots, link, data))
+    if "generation" in families:
+        parts.append(_generation_part(families["generation"]))
     if samples := _samples_part(inputs, opts):
         parts.append(samples)
-    parts.append(_suffixes_part(inputs, opts))
+    if "gcg" in families:
+        parts.append(_suffixes_part(inputs, opts))
     return Attacks(parts, notes), data

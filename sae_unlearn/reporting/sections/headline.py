@@ -63,9 +63,9 @@ def results_table(models: Mapping[str, Mapping], metric: str) -> Table | None:
     return Table(headers, rows, [False] + [True] * (len(headers) - 1))
 
 
-def fewshot_worst_case(attack: Mapping) -> str | None:
+def fewshot_worst_case(fewshot: Mapping) -> str | None:
     """The few-shot count at which the steered model answers most forget questions."""
-    fs = fewshot_frame(attack)
+    fs = fewshot_frame(fewshot)
     if "steered" not in fs or fs["steered"].isna().all():
         return None
     worst = fs.loc[fs["steered"].idxmax()]
@@ -75,13 +75,13 @@ def fewshot_worst_case(attack: Mapping) -> str | None:
     return text
 
 
-def gcg_summary(attack: Mapping) -> str | None:
-    steered = (attack.get("gcg") or {}).get("steered") or {}
-    if "acc" not in steered:
+def gcg_summary(gcg: Mapping) -> str | None:
+    steered = gcg.get("steered") or {}
+    if "acc" not in (steered.get("suffix") or {}):
         return None
-    text = f"GCG suffix {fmt(steered['acc'])}"
-    if "acc_no_suffix" in steered:
-        text += f" ({fmt(steered['acc_no_suffix'])} without it)"
+    text = f"GCG suffix {fmt(steered['suffix']['acc'])}"
+    if "acc" in (steered.get("none") or {}):
+        text += f" ({fmt(steered['none']['acc'])} without it)"
     return text
 
 
@@ -89,11 +89,14 @@ def attack_summary(inputs: ReportInputs) -> str:
     """One line: the steered model's forget accuracy under its strongest attacks."""
     rows = attack_rows(inputs)
     strongest = strongest_attack(rows) if len(rows) else None
-    if not inputs.attack:
-        return strongest or "not run yet"
-    parts = [p for p in (fewshot_worst_case(inputs.attack), gcg_summary(inputs.attack)) if p]
-    parts += [strongest] if strongest else []
-    return "; ".join(parts) if parts else "no few-shot or GCG results"
+    families = inputs.attack_families or {}
+    parts = [
+        fewshot_worst_case(families["fewshot"]) if "fewshot" in families else None,
+        gcg_summary(families["gcg"]) if "gcg" in families else None,
+        strongest,
+    ]
+    parts = [p for p in parts if p]
+    return "; ".join(parts) if parts else "not run yet"
 
 
 def headline_section(

@@ -14,14 +14,19 @@ from sae_unlearn.reporting.sections.attack_summary import (
 )
 from sae_unlearn.reporting.sections.attacks import attacks_section, gcg_budget_frame
 
-ACCURACY = {
-    "fewshot": {
-        "baseline": {"0": {"acc": 0.8, "acc_ci": [0.7, 0.9]}},
-        "steered": {"0": {"acc": 0.4, "acc_ci": [0.3, 0.5]}},
-    },
-    "gcg": {"steered": {"acc": 0.45, "acc_ci": [0.35, 0.55]}},
-}
 FAMILIES = {
+    "fewshot": {
+        "baseline": {"k=0": {"acc": 0.8, "acc_ci": [0.7, 0.9], "gate_share": None}},
+        "steered": {"k=0": {"acc": 0.4, "acc_ci": [0.3, 0.5], "gate_share": 0.9}},
+        "n": 68,
+    },
+    # the search's figures (no accuracy of a setting) stay out of the summary
+    "gcg": {
+        "steered": {"suffix": {"acc": 0.45, "acc_ci": [0.35, 0.55], "gate_share": 0.5}},
+        "n": 68,
+        "n_targets": 3,
+        "search": {"steered": {"final_loss": 1.5, "acc_by_step": {"0": 0.4, "8": 0.45}}},
+    },
     "evasion": {
         "baseline": {"synonyms": {"acc": 0.7, "acc_ci": [0.6, 0.8], "gate_share": None}},
         "steered": {"synonyms": {"acc": 0.5, "acc_ci": [0.4, 0.6], "gate_share": 0.75}},
@@ -35,11 +40,16 @@ FAMILIES = {
         },
         "recovery": {"soft_prompt": 0.5},
     },
+    # no accuracy per setting: its shares have a table of their own
+    "generation": {
+        "fluency": {"steered": {"plain": {"fluent_share": 0.5, "leak_share": 0.25}}},
+        "n_prompts": 8,
+    },
 }
 
 
 def inputs() -> ReportInputs:
-    return ReportInputs(attack_accuracy=ACCURACY, attack_families=FAMILIES)
+    return ReportInputs(attack_families=FAMILIES)
 
 
 def test_attack_rows_cover_every_family_and_model():
@@ -52,6 +62,9 @@ def test_attack_rows_cover_every_family_and_model():
         "whitebox: none",
         "whitebox: soft_prompt",
     ]
+    assert set(rows["family"]) == {"fewshot", "gcg", "evasion", "whitebox"}
+    base_k0, steered_k0 = rows[rows["label"] == "fewshot: k=0"]["gate_share"].tolist()
+    assert pd.isna(base_k0) and steered_k0 == 0.9
     soft = rows[rows["label"] == "whitebox: soft_prompt"].iloc[0]
     assert (soft["acc"], soft["acc_lo"], soft["acc_hi"], soft["recovery"]) == (0.6, 0.5, 0.7, 0.5)
 
@@ -96,29 +109,36 @@ def test_relearn_frame_reads_steps_in_order():
 
 
 def test_gcg_budget_frame():
-    gcg = {"steered": {"acc_by_step": {"0": 0.4, "10": 0.5, "5": 0.45}}, "baseline": {"acc": 0.6}}
-    frame = gcg_budget_frame(gcg)
+    search = {
+        "steered": {"acc_by_step": {"0": 0.4, "10": 0.5, "5": 0.45}, "final_loss": 1.0},
+        "baseline": {"final_loss": 0.5},
+    }
+    frame = gcg_budget_frame(search)
     assert frame["step"].tolist() == [0, 5, 10]
     assert frame["steered"].tolist() == [0.4, 0.45, 0.5]
     assert "baseline" not in frame
 
 
-def test_attacks_section_without_attack_json_still_shows_the_families(tmp_path):
+def test_attacks_section_with_some_families_missing_still_shows_the_others(tmp_path):
     plots = tmp_path / "plots"
     plots.mkdir()
     relearn = {
         "baseline": {"step=0": {"acc": 0.8, "acc_ci": [0.7, 0.9], "retain_acc": 0.8}},
         "steered": {"step=0": {"acc": 0.4, "acc_ci": [0.3, 0.5], "retain_acc": 0.8}},
     }
-    report_inputs = ReportInputs(
-        attack_families={**FAMILIES, "relearn": relearn}, sources={"attack": "metrics/attack.json"}
-    )
+    families = {k: FAMILIES[k] for k in ("evasion", "whitebox")} | {"relearn": relearn}
+    sources = {"attack_gcg": "metrics/attack_gcg.json", "attack_icl": "metrics/attack_icl.json"}
+    report_inputs = ReportInputs(attack_families=families, sources=sources)
     section, data = attacks_section(report_inputs, ReportOptions(), plots, "plots")
     titles = [p.title for p in section.parts]
     assert titles == ["Summary: forget accuracy under every attack", "Relearning by fine-tuning"]
     assert (plots / "attack_summary.png").exists() and (plots / "relearn.png").exists()
     assert set(data) == {"attack_summary.csv", "relearn.csv"}
-    assert section.notes  # attack.json is missing, and says so
+    # icl's and gcg's metrics are missing, and the section says so
+    assert [n[1] for n in section.notes] == [
+        ("code", "metrics/attack_icl.json"),
+        ("code", "metrics/attack_gcg.json"),
+    ]
     assert isinstance(data["attack_summary.csv"], pd.DataFrame)
 
 

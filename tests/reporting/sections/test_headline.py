@@ -61,24 +61,42 @@ def test_card_without_metrics_says_so(tmp_path: Path):
     assert card.notes == ["No accuracy yet: run evaluate-baseline and evaluate."]
 
 
+def _fig(acc: float) -> dict:
+    return {"acc": acc, "acc_ci": [acc - 0.1, acc + 0.1], "gate_share": None}
+
+
 def test_attack_summary_picks_the_worst_few_shot_count():
-    attack = {
-        "fewshot": {
-            "baseline": {"0": 0.8, "4": {"acc": 0.9}, "16": 0.85},
-            "steered": {"0": 0.3, "4": {"acc": 0.45}, "16": 0.45},
-        },
-        "gcg": {"steered": {"acc": 0.35, "acc_no_suffix": 0.3}},
+    fewshot = {
+        "baseline": {"k=0": _fig(0.8), "k=4": _fig(0.9), "k=16": 0.85},
+        "steered": {"k=0": _fig(0.3), "k=4": _fig(0.45), "k=16": _fig(0.45)},
+        "n": 68,
+    }
+    gcg = {
+        "steered": {"none": _fig(0.3), "suffix": _fig(0.35)},
+        "n": 68,
+        "search": {"steered": {"final_loss": 1.5}},
     }
     # A tie (0.45 at k=4 and k=16) goes to the fewer examples.
-    assert fewshot_worst_case(attack) == "few-shot worst case 0.4500 at k=4 (baseline 0.9000)"
-    assert gcg_summary(attack) == "GCG suffix 0.3500 (0.3000 without it)"
-    assert attack_summary(ReportInputs(attack=attack)) == (
-        "few-shot worst case 0.4500 at k=4 (baseline 0.9000); GCG suffix 0.3500 (0.3000 without it)"
+    assert fewshot_worst_case(fewshot) == "few-shot worst case 0.4500 at k=4 (baseline 0.9000)"
+    assert gcg_summary(gcg) == "GCG suffix 0.3500 (0.3000 without it)"
+    inputs = ReportInputs(attack_families={"fewshot": fewshot, "gcg": gcg})
+    assert attack_summary(inputs) == (
+        "few-shot worst case 0.4500 at k=4 (baseline 0.9000); GCG suffix 0.3500 (0.3000 "
+        "without it); strongest: fewshot: k=4 0.450 (baseline 0.900)"
     )
-    only_steered = {"fewshot": {"steered": {"1": 0.5}}}
+    only_steered = {"steered": {"k=1": _fig(0.5)}}
     assert fewshot_worst_case(only_steered) == "few-shot worst case 0.5000 at k=1"
-    assert gcg_summary(only_steered) is None
-    assert attack_summary(ReportInputs(attack={"gibberish": {}})) == "no few-shot or GCG results"
+    assert gcg_summary({"steered": {"suffix": _fig(0.4)}}) == "GCG suffix 0.4000"
+    assert gcg_summary({"steered": {"none": _fig(0.3)}, "n": 68}) is None
+    assert attack_summary(ReportInputs(attack_families={"fewshot": only_steered})) == (
+        "few-shot worst case 0.5000 at k=1; strongest: fewshot: k=1 0.500"
+    )
+    # Another family alone: its strongest setting.
+    evasion = {"steered": {"synonyms": _fig(0.4)}, "baseline": {"synonyms": _fig(0.7)}}
+    assert attack_summary(ReportInputs(attack_families={"evasion": evasion})) == (
+        "strongest: evasion: synonyms 0.400 (baseline 0.700)"
+    )
+    assert attack_summary(ReportInputs(attack_families={})) == "not run yet"
 
 
 def role(acc: float, n: int, test: float, known: dict) -> dict:
