@@ -176,9 +176,7 @@ def pipeline_times() -> dict:
         "sweep_point_seconds": round(sweep, 1),
         "sweep_point_share": round(sweep / total, 3),
         "sweep_point_target": "<= 0.25",
-        "attack_seconds": round(
-            sum(v for k, v in stages.items() if k.startswith("attack-")), 1
-        ),
+        "attack_seconds": round(sum(v for k, v in stages.items() if k.startswith("attack-")), 1),
     }
 
 
