@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from sae_unlearn.data.embedded import embedded_file
+from sae_unlearn.data.hub import check_mmlu_subjects, load_hub
 from sae_unlearn.data.readers import (
     CORPUS_SUFFIXES,
     QUESTION_SUFFIXES,
@@ -48,13 +48,6 @@ MMLU_BIO_SUBJECTS = ("college_biology", "high_school_biology")
 NONE = "none"
 
 
-def _load_hub(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-    # Imported late: `datasets` is slow to import and only hub specs need it.
-    import datasets
-
-    return datasets.load_dataset(*args, **kwargs).to_list()
-
-
 def load_questions(
     spec: str,
     role: str = "forget",
@@ -69,7 +62,7 @@ def load_questions(
             frame = read_records(path, QUESTION_SUFFIXES)
         validate_questions(frame, str(path))
     elif spec == WMDP_BIO_CONFIG:
-        records = _load_hub(WMDP_REPO, WMDP_BIO_CONFIG, split="test")
+        records = load_hub(WMDP_REPO, WMDP_BIO_CONFIG, split="test")
         for rec in records:
             rec["subject"] = WMDP_BIO_SUBJECT
         frame = records_frame(records)
@@ -87,9 +80,10 @@ def _load_mmlu(subjects: list[str]) -> pd.DataFrame:
     """`cais/mmlu` test rows of each subject, the subject kept on every row."""
     if not subjects:
         raise DataError("mmlu: no subjects given. Fix: list them in data.mmlu_subjects.")
+    check_mmlu_subjects(subjects)
     frames = []
     for subject in subjects:
-        records = _load_hub(MMLU_REPO, subject, split="test")
+        records = load_hub(MMLU_REPO, subject, split="test")
         for rec in records:
             # Per-subject configs carry `subject`; fill it only if a mirror dropped it.
             if not is_text(rec.get("subject")):
@@ -159,7 +153,7 @@ def load_corpus(
         # depend on where the package is installed.
         source, origin = str(path), f"embedded/{role}"
     elif spec == "wikitext":
-        rows = _load_hub(WIKITEXT_REPO, wikitext_config, split="train")
+        rows = load_hub(WIKITEXT_REPO, wikitext_config, split="train")
         frame = records_frame(split_wikitext(r["text"] for r in rows))
         source = origin = f"wikitext/{wikitext_config}"
     else:

@@ -15,6 +15,7 @@ from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
 from sae_unlearn.errors import MissingInputError, UserError
 from sae_unlearn.io import atomic_path
 from sae_unlearn.saes.config import SAESourceConfig
+from sae_unlearn.saes.hub import from_pretrained
 
 # Weight files that torch/pickle would deserialise; loading one can run arbitrary code.
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
@@ -57,9 +58,10 @@ def load_sae_dir(path: str | Path, device: str = "cpu") -> SAE:
 
 
 def load_sae(cfg: SAESourceConfig, device: str = "cpu") -> SAE:
-    """Load the SAE named by `cfg` (`pretrained`: sae-lens hub loader, needs network)."""
+    """Load the SAE named by `cfg` (`pretrained`: sae-lens' hub loader, from the Hugging Face
+    cache when offline)."""
     if cfg.source == "pretrained":
-        sae = SAE.from_pretrained(cfg.release, cfg.sae_id, device=device)
+        sae = from_pretrained(cfg.release, cfg.sae_id, device=device)
         # Saved with the SAE (cfg.json metadata), so a clamp config can name the SAE it is for.
         sae.cfg.metadata["sae_lens_release"] = cfg.release
         sae.cfg.metadata["sae_lens_id"] = cfg.sae_id
