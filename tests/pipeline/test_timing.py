@@ -1,5 +1,7 @@
 import json
+import time
 
+import psutil
 import typer
 from typer.testing import CliRunner
 
@@ -77,3 +79,15 @@ def test_the_env_var_moves_the_file(tmp_path, monkeypatch):
 
     assert CliRunner().invoke(app, ["score"]).exit_code == 0
     assert list(read_timings()) == ["score"] and (tmp_path / "t.json").is_file()
+
+
+def test_the_process_time_counts_from_the_process_start(tmp_path):
+    """A stage's process time includes what ran before its block (imports, model loading)."""
+    path = tmp_path / "timings.json"
+    before = time.time() - psutil.Process().create_time()
+    with record_run_time(path, stage="evaluate"):
+        time.sleep(0.2)
+    entry = read_timings(path)["evaluate"]
+    assert entry["seconds"] >= 0.2
+    assert entry["process_seconds"] >= before + 0.2 - 0.1  # rounded to 0.1 s
+    assert entry["process_seconds"] >= entry["seconds"]
