@@ -22,7 +22,7 @@ PATH_FIX = (
 
 def _close(word: str, names: list[str], n: int = 3) -> str:
     close = difflib.get_close_matches(word, names, n=n, cutoff=0.6)
-    return f"; did you mean {', '.join(close)}?" if close else ""
+    return f"; the closest: {', '.join(close)}" if close else ""
 
 
 def check_release(release: str, sae_id: str) -> None:
@@ -38,7 +38,7 @@ def check_release(release: str, sae_id: str) -> None:
             return
         raise UserError(
             f"sae.release={release!r}: {version} knows no such release "
-            f"({len(directory)} releases){_close(release, list(directory))}. Fix: set "
+            f"({len(directory)} releases{_close(release, list(directory))}). Fix: set "
             "sae.release to a release of sae-lens' pretrained_saes.yaml (the paper's: "
             f"gemma-scope-2b-pt-res-canonical), {PATH_FIX}"
         )
@@ -46,8 +46,8 @@ def check_release(release: str, sae_id: str) -> None:
     if sae_id not in ids:
         examples = _close(sae_id, ids) or f"; e.g. {', '.join(ids[:3])}"
         raise UserError(
-            f"sae.sae_id={sae_id!r}: release {release} has no such SAE ({len(ids)} ids)"
-            f"{examples}. Fix: set sae.sae_id to one of the release's ids"
+            f"sae.sae_id={sae_id!r}: release {release} has no such SAE ({len(ids)} ids"
+            f"{examples}). Fix: set sae.sae_id to one of the release's ids"
         )
 
 
