@@ -17,6 +17,7 @@ import typer
 
 from pipeline.attack_plans import family_dirs, make_plan
 from pipeline.clamp_file import clamp_file
+from pipeline.eval_config import eval_config
 from pipeline.params import Params, ParamsOption, family_metrics_path
 from pipeline.timing import record_run_time
 from sae_unlearn.attacks.family import (
@@ -25,10 +26,10 @@ from sae_unlearn.attacks.family import (
     read_family_half,
     write_family_half,
 )
-from sae_unlearn.attacks.reference import reference_results
+from sae_unlearn.attacks.reference import check_evaluation, reference_results
 from sae_unlearn.attacks.whitebox import recovery
 from sae_unlearn.data import prepared_path, read_question_file
-from sae_unlearn.errors import UserError
+from sae_unlearn.errors import UserError, read_json_input
 from sae_unlearn.evaluation import checked_clamp, load_clamp_hook
 from sae_unlearn.io import write_json
 from sae_unlearn.models import load_model
@@ -38,9 +39,19 @@ MODEL_CHOICES = ("baseline", "steered")
 
 def references(p: Params, plan, model: str, evaluated: bool) -> dict | None:
     """model -> role -> the evaluation's results for the plan's questions; None (each family
-    scores its reference itself) unless the attack runs on the evaluated questions and clamp."""
+    scores its reference itself) unless the attack runs on the evaluated questions and clamp.
+    The evaluation must be of the attack's format and question files."""
     if not plan.reference or not evaluated:
         return None
+    source = p.get(f"evaluate.{model}_metrics")
+    fix = f"run `sae-unlearn evaluate{'-baseline' if model == 'baseline' else ''}` first"
+    metrics = read_json_input(source, "evaluation metrics", fix)
+    data_dir = Path(p.get("data.dir"))
+    files = {
+        role: read_question_file(prepared_path(data_dir, role, "questions"), False)
+        for role in plan.reference
+    }
+    check_evaluation(metrics, source, eval_config(p).format, files)
     folder = Path(p.get("evaluate.dir")) / model
     return {
         model: {role: reference_results(folder, role, qs) for role, qs in plan.reference.items()}
@@ -67,7 +78,9 @@ def command(
     prepared = prepared_path(Path(p.get("data.dir")), "forget", "questions")
     forget = read_question_file(forget_questions or prepared, False)
     plan = make_plan(family, p, forget, model_choice)
-    overrides = (model_dir, forget_questions, sae_dir, clamp, p.get("attack.clamp"))
+    overrides = [model_dir, forget_questions]
+    if model_choice == "steered":  # the baseline reads no clamp
+        overrides += [sae_dir, clamp, p.get("attack.clamp")]
     evaluated = all(o is None for o in overrides)
     reference = references(p, plan, model_choice, evaluated)  # read before the model loads
     baseline_dir, joined_dir = family_dirs(p, family)
@@ -87,6 +100,8 @@ def command(
     with record_run_time(stage=stage) as timings:
         outputs = plan.attack(model, tokenizer, hooks=hooks, cfg=plan.cfg, **plan.inputs, **extra)
         timings.update(outputs.run_info)
+    if plan.reference:
+        outputs.metrics["reference"] = "evaluation" if reference else "scored"
     if model_choice == "baseline":
         write_family_half(outputs, plan.record, baseline_dir)
         typer.echo(f"{family} baseline half -> {baseline_dir}")

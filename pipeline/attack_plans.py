@@ -145,7 +145,10 @@ def _gcg(p: Params, forget: pd.DataFrame, seed: int, n_eval) -> tuple:
     cfg = GCGAttackConfig(search, **{k: g[k] for k in GCG_OURS}, seed=seed)
     pool, scored = pool_and_scored(forget, n_eval, seed)
     if len(pool) == 0:
-        raise UserError("GCG optimises over dev-half forget questions, but the dev half is empty")
+        raise UserError(
+            "GCG optimises over dev-half forget questions, but the dev half is empty. Fix: "
+            "give more forget questions (data.forget_questions); the halves split by a hash"
+        )
     return cfg, gcg_attack, {"pool": pool, "scored": scored}, {}, {"forget": scored}
 
 
@@ -155,7 +158,12 @@ def found_suffixes(folder: Path) -> dict[str, str]:
     if not (folder / "suffixes.json").is_file():
         raise MissingInputError(f"no GCG suffixes in {folder}. Fix: {fix}")
     data = read_input(folder / "suffixes.json", read_json, "GCG suffixes", fix)
-    return {name: s["suffix"] for name, s in (data.get("suffixes") or {}).items()}
+    found = data.get("suffixes") if isinstance(data, dict) else None
+    if not isinstance(found, dict) or not all(
+        isinstance(s, dict) and isinstance(s.get("suffix"), str) for s in found.values()
+    ):
+        raise UserError(f"{folder / 'suffixes.json'} holds no suffixes by model. Fix: {fix}")
+    return {name: s["suffix"] for name, s in found.items()}
 
 
 def _generation(p: Params, forget: pd.DataFrame, seed: int, n_eval, model: str) -> tuple:

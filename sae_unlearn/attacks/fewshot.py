@@ -22,7 +22,7 @@ def draw_shots(
     (the 16-shot prompt extends the 4-shot one) and differences between k are not noise
     from redrawing. `None` for k = 0."""
     if k < 0:
-        raise UserError(f"attack.fewshot entries must be >= 0, got {k}")
+        raise UserError(f"shot counts (attack.fewshot.k, attack.icl.k) must be >= 0, got {k}")
     if k == 0:
         return None
     if k > len(pool):

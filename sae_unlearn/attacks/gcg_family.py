@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from sae_unlearn.attacks.family import FamilyOutputs, add_setting
 from sae_unlearn.attacks.gcg import GCGConfig, GCGResult, run_gcg
 from sae_unlearn.attacks.gcg_tokens import allowed_token_mask, gcg_prompts
-from sae_unlearn.attacks.reference import no_attack
+from sae_unlearn.attacks.reference import unattacked
 from sae_unlearn.attacks.subsets import deterministic_subset
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.evaluation.run import evaluate_questions, maybe_steer
@@ -98,8 +99,7 @@ def gcg_attack(
     for name, hook in hooks.items():
         score = _Scorer(model, tokenizer, scored, eval_cfg, max_tokens, hook)
         with maybe_steer(model, hook):
-            plain = no_attack(reference, name)
-            score.by_suffix[""] = plain if plain is not None else score("")
+            score.by_suffix[""] = unattacked(reference, name, partial(score, ""))
             add_setting(out, name, "none", score(""), eval_cfg.bootstrap, eval_cfg.seed)
             t0 = time.perf_counter()
             result = run_gcg(model, tokenizer, prompts, cfg.search, allowed, progress=True)

@@ -9,12 +9,13 @@ family's reference row the evaluation's own figure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
 
 from sae_unlearn.errors import MissingInputError, UserError, read_input
+from sae_unlearn.evaluation.fingerprint import question_fingerprint
 
 KEY = ["question", "subject", "answer"]
 
@@ -46,3 +47,32 @@ def reference_results(folder: str | Path, role: str, questions: pd.DataFrame) ->
 def no_attack(reference: Mapping | None, model: str, role: str = "forget") -> pd.DataFrame | None:
     """`reference[model][role]` (the unattacked results), or None where none was given."""
     return ((reference or {}).get(model) or {}).get(role)
+
+
+def check_evaluation(
+    metrics: Mapping, source: str, fmt: str, question_sets: Mapping[str, pd.DataFrame]
+) -> None:
+    """The evaluation's metrics (`source`) must be of the attack's format and of the whole
+    question files the attack draws from (their fingerprints), or its per-question results
+    are another evaluation's."""
+    fix = "rerun `sae-unlearn evaluate-baseline` and `sae-unlearn evaluate` (dvc repro does)"
+    if metrics.get("format") != fmt:
+        raise UserError(
+            f"{source} was scored in {metrics.get('format')!r} format, but the attack scores "
+            f"{fmt!r}. Fix: {fix}"
+        )
+    for role, questions in question_sets.items():
+        recorded = (metrics.get(role) or {}).get("fingerprint")
+        if recorded != question_fingerprint(questions):
+            raise UserError(
+                f"{source} was scored on other {role} questions than the attack's "
+                f"({len(questions)} questions). Fix: {fix}"
+            )
+
+
+def unattacked(
+    reference: Mapping | None, model: str, score: Callable[[], pd.DataFrame]
+) -> pd.DataFrame:
+    """The unattacked forget results of `model`: the given reference, else `score()`."""
+    given = no_attack(reference, model)
+    return given if given is not None else score()

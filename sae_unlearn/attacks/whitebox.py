@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import pandas as pd
 import torch
@@ -31,7 +32,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from sae_unlearn.attacks.family import FamilyOutputs, add_setting, frozen
 from sae_unlearn.attacks.gcg import embedding_scale, target_loss
 from sae_unlearn.attacks.gcg_tokens import gcg_prompts
-from sae_unlearn.attacks.reference import no_attack
+from sae_unlearn.attacks.reference import unattacked
 from sae_unlearn.attacks.subsets import deterministic_subset
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.config import EvalConfig
@@ -303,8 +304,7 @@ def whitebox_attack(
         for name, hook in hooks.items():
             curves[name] = {}
             with maybe_steer(model, hook):
-                given = no_attack(reference, name)
-                score(name, "none", given if given is not None else plain(hook))
+                score(name, "none", unattacked(reference, name, partial(plain, hook)))
                 soft, curves[name]["soft_prompt"] = soft_prompt_attack(model, prompts, init, cfg)
                 fmt = eval_cfg.format
                 frame = scored_with_soft_prompt(

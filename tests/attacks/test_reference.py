@@ -4,8 +4,9 @@ scored questions in their order, refused when a question has no result."""
 import pandas as pd
 import pytest
 
-from sae_unlearn.attacks.reference import no_attack, reference_results
+from sae_unlearn.attacks.reference import check_evaluation, no_attack, reference_results
 from sae_unlearn.errors import MissingInputError, UserError
+from sae_unlearn.evaluation.fingerprint import question_fingerprint
 from tests.evaluation.helpers import questions
 
 
@@ -54,3 +55,15 @@ def test_no_attack_picks_the_model_and_role():
     assert no_attack(reference, "baseline") is None
     assert no_attack(reference, "steered", "retain") is None
     assert no_attack(None, "steered") is None
+
+
+def test_an_evaluation_of_another_format_or_question_file_is_refused():
+    qs = questions(4)
+    metrics = {"format": "cloze", "forget": {"fingerprint": question_fingerprint(qs)}}
+    check_evaluation(metrics, "metrics/steered.json", "cloze", {"forget": qs})
+    with pytest.raises(UserError, match="scored in 'cloze' format, but the attack scores 'letter'"):
+        check_evaluation(metrics, "metrics/steered.json", "letter", {"forget": qs})
+    other_choices = qs.copy()
+    other_choices.at[0, "choices"] = ["a", "b", "c", "d"]
+    with pytest.raises(UserError, match="other forget questions.*evaluate"):
+        check_evaluation(metrics, "metrics/steered.json", "cloze", {"forget": other_choices})

@@ -180,7 +180,7 @@ def test_evaluation_results_of_other_questions_are_refused(tmp_path, tiny_model_
     result = CliRunner().invoke(
         app, ["attack-family", "icl", "--model", "baseline", "--params", params]
     )
-    assert result.exit_code == 2 and "no evaluation results" in result.output
+    assert result.exit_code == 2 and "no such evaluation metrics" in result.output
     assert "evaluate-baseline" in result.output and "Traceback" not in result.output
     invoke("evaluate-baseline", "--params", params)
     questions = tmp_path / "prepared" / "questions" / "forget_questions.parquet"
@@ -190,4 +190,4 @@ def test_evaluation_results_of_other_questions_are_refused(tmp_path, tiny_model_
     result = CliRunner().invoke(
         app, ["attack-family", "icl", "--model", "baseline", "--params", params]
     )
-    assert result.exit_code == 2 and "made on other questions" in result.output
+    assert result.exit_code == 2 and "scored on other forget questions" in result.output
