@@ -14,6 +14,7 @@ import typer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
+from sae_unlearn.activations.layout import MANIFEST
 from sae_unlearn.errors import UserError
 from sae_unlearn.io import atomic_dir, write_json
 from sae_unlearn.saes import load_sae_dir
@@ -52,14 +53,15 @@ def gate_of(p: Params, cfg: ClampConfig, sae) -> Gate:
     from sae_unlearn.selection.share import calibrate_tau
 
     cache = Path(p.get("cache.dir"))
-    if not (cache / "retain.parquet").exists():
+    retain = cache / "retain"
+    if not (retain / MANIFEST).exists():
         raise UserError(
-            f"clamp.gate=token_share calibrates tau on {cache / 'retain.parquet'}, which does "
-            "not exist; run `sae-unlearn cache` first (or check cache.dir)"
+            f"clamp.gate=token_share calibrates tau on {retain}, which is not a complete "
+            "cache; run `sae-unlearn cache` first (or check cache.dir)"
         )
-    paths = [cache / "retain.parquet"]
-    if (cache / "retain_near.parquet").exists():
-        paths.append(cache / "retain_near.parquet")
+    paths = [retain]
+    if (cache / "retain_near" / MANIFEST).exists():
+        paths.append(cache / "retain_near")
     tau = calibrate_tau(
         sae,
         paths,

@@ -88,6 +88,12 @@ class CacheParams(Section):
     seq_len: int = Field(128, ge=2)
     batch_size: PositiveInt = 16
     max_tokens: PositiveInt | None = 70000  # per corpus
+    dtype: Literal[choices.CACHE_DTYPES] = "float32"  # storage; readers upcast to float32
+    shard_batches: PositiveInt = 64  # batches (of batch_size sequences) per shard file
+    engine: Literal[choices.CACHE_ENGINES] = "local"
+    ray_address: str | None = None  # null: a local Ray on this machine's cores
+    ray_workers: PositiveInt = 1  # model actors (one per GPU on a cluster)
+    ray_gpus: float = Field(0.0, ge=0.0)  # GPUs per actor: 0 runs the actors on CPU
     dir: str = "data/cache"
     metrics: str = "metrics/cache.json"
 

@@ -33,3 +33,8 @@ EVASION_PERTURBATIONS = (
 ATTACK_FAMILIES = ("fewshot", "icl", "evasion", "gcg", "whitebox", "relearn", "generation")
 # How the relearning attack fine-tunes: LoRA adapters (peft) or the last blocks in full.
 RELEARN_METHODS = ("lora", "top_layers")
+# How the activation cache stores its vectors: float32 as computed, or half the bytes a token
+# (float16 keeps 10 mantissa bits in a narrow range, bfloat16 8 bits over float32's range).
+CACHE_DTYPES = ("float32", "float16", "bfloat16")
+# Who runs the cache's forward passes: this process, or a Ray Data pipeline of model actors.
+CACHE_ENGINES = ("local", "ray")

@@ -1,7 +1,10 @@
-"""Residual-stream activation cache: tokenising corpora (`tokenize`), the parquet layout
-(`schema`), writing it (`cache`) and reading it back (`read`)."""
+"""Residual-stream activation cache: tokenising corpora (`tokenize`), the parquet columns
+(`schema`), the folder of shards and its manifest (`layout`), writing a shard (`shards`) with
+the local engine (`cache`) or Ray Data (`ray_engine`, imported only when used), and reading it
+back (`read`)."""
 
 from sae_unlearn.activations.cache import CacheConfig, CacheSummary, cache_corpus, summary_dict
+from sae_unlearn.activations.layout import MANIFEST, read_manifest, shard_paths
 from sae_unlearn.activations.read import (
     CacheError,
     cache_metadata,
@@ -24,6 +27,7 @@ from sae_unlearn.activations.tokenize import special_token_ids, tokenize_corpus
 
 __all__ = [
     "CORPORA",
+    "MANIFEST",
     "METADATA_KEY",
     "REQUIRED_CORPORA",
     "TOKEN_COLUMNS",
@@ -38,8 +42,10 @@ __all__ = [
     "iter_activations",
     "read_activations",
     "read_layer_with_sequences",
+    "read_manifest",
     "read_tokens",
     "resid_column",
+    "shard_paths",
     "special_token_ids",
     "summary_dict",
     "tokenize_corpus",

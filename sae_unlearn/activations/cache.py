@@ -1,34 +1,24 @@
-"""Caching residual activations: the model forward over a corpus, streamed to parquet.
-
-Rows are written one row group per batch so memory stays flat as corpora grow.
-"""
+"""Caching residual activations with the `local` engine: the model forward over a corpus in
+this process, shard after shard, into one corpus folder written whole (see `layout`)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from sae_unlearn.activations.schema import (
-    METADATA_KEY,
-    cache_schema,
-    resid_column,
-    vector_array,
-)
+from sae_unlearn.activations.layout import plan_shards, shard_name, write_manifest
+from sae_unlearn.activations.schema import check_dtype
+from sae_unlearn.activations.shards import write_shard
 from sae_unlearn.activations.tokenize import special_token_ids, tokenize_corpus
 from sae_unlearn.errors import UserError
-from sae_unlearn.io import atomic_path
-from sae_unlearn.models.capture import capture_residuals, run_to_layers
+from sae_unlearn.io import atomic_dir
 from sae_unlearn.models.layers import hidden_size
 
 
@@ -38,8 +28,12 @@ class CacheConfig:
     seq_len: int = 128
     batch_size: int = 16
     max_tokens: int = 60_000
+    dtype: str = "float32"  # storage; readers upcast to float32
+    # Whole batches per shard, so each shard's row groups are the batches the model ran.
+    shard_batches: int = 64
 
     def __post_init__(self) -> None:
+        check_dtype(self.dtype)
         if not self.layers:
             raise UserError("cache.layers is empty; list at least the SAE layer")
         if self.seq_len < 2:
@@ -50,6 +44,12 @@ class CacheConfig:
             raise UserError(
                 f"cache.max_tokens={self.max_tokens} is below cache.seq_len={self.seq_len}"
             )
+        if self.shard_batches < 1:
+            raise UserError(f"cache.shard_batches={self.shard_batches} must be at least 1")
+
+    @property
+    def shard_sequences(self) -> int:
+        return self.shard_batches * self.batch_size
 
 
 @dataclass
@@ -62,7 +62,32 @@ class CacheSummary:
     bytes: int
 
 
-@torch.no_grad()
+def cache_meta(
+    model_name: str, layers: Sequence[int], d_model: int, corpus: str, cfg: CacheConfig
+) -> dict:
+    """The cache's facts, recorded in each shard and in the manifest."""
+    return {
+        "model": model_name,
+        "layers": sorted(set(layers)),
+        "d_model": d_model,
+        "seq_len": cfg.seq_len,
+        "corpus": corpus,
+        "dtype": cfg.dtype,
+    }
+
+
+def summarise(corpus: str, manifest: dict, seconds: float) -> CacheSummary:
+    n_tokens = int(manifest["n_rows"])
+    return CacheSummary(
+        corpus=corpus,
+        n_tokens=n_tokens,
+        n_sequences=int(manifest["n_sequences"]),
+        seconds=round(seconds, 3),
+        tokens_per_second=round(n_tokens / max(seconds, 1e-9), 1),
+        bytes=int(manifest["bytes"]),
+    )
+
+
 def cache_corpus(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -73,61 +98,24 @@ def cache_corpus(
     model_name: str = "",
     progress: bool = True,
 ) -> CacheSummary:
-    """Run the model over `texts` and stream the residuals of `cfg.layers` to parquet."""
-    layers = sorted(set(cfg.layers))
-    d_model = hidden_size(model)
-    device = next(model.parameters()).device
+    """Run the model over `texts` and write the residuals of `cfg.layers` to the corpus
+    folder `out_path` (shards and manifest), replacing it whole only when all is written."""
+    meta = cache_meta(model_name, cfg.layers, hidden_size(model), corpus, cfg)
     sequences = tokenize_corpus(texts, tokenizer, cfg.seq_len, cfg.max_tokens)
     special = torch.tensor(special_token_ids(tokenizer), dtype=torch.long)
-    metadata = {
-        "model": model_name,
-        "layers": layers,
-        "d_model": d_model,
-        "seq_len": cfg.seq_len,
-        "corpus": corpus,
-    }
-    schema = cache_schema(layers, d_model).with_metadata({METADATA_KEY: json.dumps(metadata)})
     start = time.perf_counter()
-    with atomic_path(out_path) as tmp:
-        writer = pq.ParquetWriter(tmp, schema, compression="zstd")
-        try:
-            with capture_residuals(model, layers, stop_after_last=True) as captured:
-                batches = range(0, len(sequences), cfg.batch_size)
-                for lo in tqdm(batches, desc=f"cache {corpus}", disable=not progress):
-                    ids = sequences[lo : lo + cfg.batch_size]
-                    acts = run_to_layers(
-                        model,
-                        captured,
-                        input_ids=ids.to(device),
-                        attention_mask=torch.ones_like(ids, device=device),
-                    )
-                    n, t = ids.shape
-                    columns = {
-                        "corpus": pa.array([corpus] * (n * t), pa.string()),
-                        "sequence_id": pa.array(
-                            np.repeat(np.arange(lo, lo + n, dtype=np.int32), t)
-                        ),
-                        "position": pa.array(np.tile(np.arange(t, dtype=np.int32), n)),
-                        "token_id": pa.array(ids.reshape(-1).numpy().astype(np.int32)),
-                        "is_special": pa.array(torch.isin(ids, special).reshape(-1).numpy()),
-                    }
-                    for layer in layers:
-                        vec = acts[layer].float().reshape(n * t, d_model).cpu().numpy()
-                        columns[resid_column(layer)] = vector_array(vec, d_model)
-                    writer.write_table(pa.Table.from_pydict(columns, schema=schema))
-        finally:
-            writer.close()
-        size = tmp.stat().st_size
-    seconds = time.perf_counter() - start
-    n_tokens = int(sequences.numel())
-    return CacheSummary(
-        corpus=corpus,
-        n_tokens=n_tokens,
-        n_sequences=len(sequences),
-        seconds=round(seconds, 3),
-        tokens_per_second=round(n_tokens / seconds, 1),
-        bytes=size,
-    )
+    with atomic_dir(out_path) as tmp:
+        shards = []
+        ranges = plan_shards(len(sequences), cfg.shard_sequences)
+        for index, (lo, hi) in enumerate(
+            tqdm(ranges, desc=f"cache {corpus}", unit="shard", disable=not progress)
+        ):
+            out_file = tmp / shard_name(index)
+            shards.append(
+                write_shard(model, sequences[lo:hi], lo, special, meta, cfg.batch_size, out_file)
+            )
+        manifest = write_manifest(tmp, meta, shards)
+    return summarise(corpus, manifest, time.perf_counter() - start)
 
 
 def summary_dict(summaries: Sequence[CacheSummary], layers: Sequence[int]) -> dict:

@@ -1,37 +1,35 @@
-"""Reading an activation cache back: its metadata, token columns and per-layer activations."""
+"""Reading an activation cache back: its metadata, token columns and per-layer activations.
+
+A corpus cache is a folder of shards (`layout`); every reader streams them through
+`pyarrow.dataset` in the manifest's order, one row group at a time, so memory stays flat and
+the rows come in sequence order whatever the storage dtype (vectors upcast to float32).
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 import torch
 from tqdm.auto import tqdm
 
-from sae_unlearn.activations.schema import (
-    CORPORA,
-    METADATA_KEY,
-    REQUIRED_CORPORA,
-    TOKEN_COLUMNS,
-    resid_column,
+from sae_unlearn.activations.layout import (
+    CacheError,
+    corpus_cache_paths,
+    read_manifest,
+    shard_paths,
 )
+from sae_unlearn.activations.schema import TOKEN_COLUMNS, decode_vectors, resid_column
 from sae_unlearn.errors import UserError
 
-
-class CacheError(UserError):
-    """An activation cache that cannot be used as asked; the fix is in the cache stage."""
+__all__ = ["CacheError", "corpus_cache_paths"]
 
 
 def cache_metadata(path: str | Path) -> dict:
-    meta = pq.read_schema(path).metadata or {}
-    if METADATA_KEY not in meta:
-        raise CacheError(
-            f"{path} is not an sae-unlearn activation cache (no metadata); rerun the cache stage"
-        )
-    return json.loads(meta[METADATA_KEY])
+    """The facts of the corpus cache at `path` (model, layers, d_model, dtype, shards...)."""
+    return read_manifest(path)
 
 
 def check_layer_cached(path: str | Path, layer: int, what: str = "layer") -> dict:
@@ -49,8 +47,6 @@ def check_caches(paths: Sequence[Path], layer: int, what: str = "sae.layer") -> 
     """The residual width shared by the caches at `paths`, after checking each holds `layer`."""
     d_models = set()
     for path in paths:
-        if not path.exists():
-            raise CacheError(f"{path} does not exist; run `sae-unlearn cache` first")
         d_models.add(int(check_layer_cached(path, layer, what)["d_model"]))
     if len(d_models) != 1:
         folders = sorted({str(path.parent) for path in paths})
@@ -58,22 +54,28 @@ def check_caches(paths: Sequence[Path], layer: int, what: str = "sae.layer") -> 
     return d_models.pop()
 
 
-def corpus_cache_paths(cache_dir: str | Path) -> dict[str, Path]:
-    """The cache file of each corpus in `cache_dir`, in CORPORA order: the required ones
-    (which must exist) and each optional one that was cached."""
-    paths = {}
-    for corpus in CORPORA:
-        path = Path(cache_dir) / f"{corpus}.parquet"
-        if path.exists():
-            paths[corpus] = path
-        elif corpus in REQUIRED_CORPORA:
-            raise CacheError(f"{path} does not exist; run `sae-unlearn cache` first")
-    return paths
+def shard_dataset(path: str | Path) -> ds.FileSystemDataset:
+    """The shards of the cache at `path` as one dataset, its fragments in the manifest's order."""
+    return ds.dataset([str(p) for p in shard_paths(path)], format="parquet")
+
+
+def num_row_groups(path: str | Path) -> int:
+    """Row groups over every shard (read from the footers alone): a progress bar's total."""
+    return sum(fragment.num_row_groups for fragment in shard_dataset(path).get_fragments())
+
+
+def row_groups(path: str | Path, columns: Sequence[str]) -> Iterator[pa.Table]:
+    """`columns` of the cache at `path`, one row group at a time, in sequence order: the
+    shards in the manifest's order, each shard's row groups in file order."""
+    for fragment in shard_dataset(path).get_fragments():
+        for group in fragment.split_by_row_group():
+            yield group.to_table(columns=list(columns))
 
 
 def read_tokens(path: str | Path) -> pa.Table:
-    """The token columns only (no activation vectors)."""
-    return pq.read_table(path, columns=TOKEN_COLUMNS)
+    """The token columns only (no activation vectors), every shard in order."""
+    tables = list(row_groups(path, TOKEN_COLUMNS))
+    return pa.concat_tables(tables).combine_chunks()
 
 
 def iter_activations(
@@ -81,18 +83,15 @@ def iter_activations(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Stream `(activations [n, d], token_rows [n])` row group by row group.
 
-    `token_rows` are the row indices into the file, so callers can join results back
-    to `read_tokens(path)`.
+    `token_rows` are the row indices into the whole cache (its shards in order), so callers
+    can join results back to `read_tokens(path)`.
     """
-    check_layer_cached(path, layer)
+    dtype = check_layer_cached(path, layer)["dtype"]
     column = resid_column(layer)
-    parquet = pq.ParquetFile(path)
     offset = 0
-    for group in range(parquet.num_row_groups):
-        table = parquet.read_row_group(group, columns=[column, "is_special"])
+    for table in row_groups(path, [column, "is_special"]):
         n = table.num_rows
-        flat = table.column(column).combine_chunks().flatten().to_numpy()
-        acts = torch.from_numpy(flat.reshape(n, -1).copy())
+        acts = decode_vectors(table.column(column), n, dtype)
         rows = torch.arange(offset, offset + n)
         if not include_special:
             keep = ~torch.from_numpy(table.column("is_special").to_numpy(zero_copy_only=False))
@@ -121,10 +120,10 @@ def read_layer_with_sequences(
     path: Path, layer: int, progress: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Non-special activations of `layer` and the sequence id of each token."""
-    sequence_ids = torch.from_numpy(read_tokens(path).column("sequence_id").to_numpy())
+    sequence_ids = torch.from_numpy(read_tokens(path).column("sequence_id").to_numpy().copy())
     acts, seqs = [], []
     batches = iter_activations(path, layer)
-    for batch, rows in tqdm(batches, desc=f"read {path.name}", disable=not progress):
+    for batch, rows in tqdm(batches, desc=f"read {Path(path).name}", disable=not progress):
         acts.append(batch)
         seqs.append(sequence_ids[rows])
     if not acts or sum(len(a) for a in acts) == 0:

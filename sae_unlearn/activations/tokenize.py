@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
@@ -22,18 +22,32 @@ def tokenize_corpus(
     seq_len: int,
     max_tokens: int,
 ) -> torch.Tensor:
-    """Pack documents into `[n, seq_len]` sequences, each starting with BOS.
+    """Pack documents into `[n, seq_len]` sequences, each starting with BOS (`pack_sequences`)."""
+    documents = (tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts)
+    return pack_sequences(
+        documents, tokenizer.bos_token_id, tokenizer.eos_token_id, seq_len, max_tokens
+    )
+
+
+def pack_sequences(
+    documents: Iterable[Sequence[int]],
+    bos: int | None,
+    eos: int | None,
+    seq_len: int,
+    max_tokens: int,
+) -> torch.Tensor:
+    """Pack tokenised documents, in order, into `[n, seq_len]` sequences starting with BOS.
 
     Documents are joined with EOS between them (as in sae-lens' token packing) so a
     sequence never mixes two documents without a boundary marker. The last partial
     sequence is dropped rather than padded, so every cached token saw real context.
+    Both engines pack here (the Ray one after tokenising in parallel), so they cache the
+    same sequences.
     """
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     body = seq_len - 1 if bos is not None else seq_len
     n_max = max_tokens // seq_len
     stream: list[int] = []
-    for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    for ids in documents:
         stream.extend(ids)
         if eos is not None:
             stream.append(eos)

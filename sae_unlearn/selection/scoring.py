@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.activations import iter_activations, read_tokens
+from sae_unlearn.activations.read import num_row_groups
 from sae_unlearn.errors import UserError
 from sae_unlearn.selection.checks import check_cache_for_sae
 from sae_unlearn.selection.config import ScoreConfig
@@ -42,13 +42,13 @@ def corpus_statistics(
     progress: bool = True,
     window: int = 32,
 ) -> CorpusStatistics:
-    """Stream one cache file through the SAE; special tokens are excluded throughout."""
+    """Stream one corpus cache through the SAE; special tokens are excluded throughout."""
     check_cache_for_sae(path, sae, layer)
-    corpus = corpus or Path(path).stem
+    corpus = corpus or Path(path).name
     device = sae_device(sae)
     acc = LatentAccumulator(int(sae.cfg.d_sae), top_n, device)
     maxima = WindowMaxima(read_tokens(path), window)
-    n_groups = pq.ParquetFile(path).num_row_groups
+    n_groups = num_row_groups(path)
     with tqdm(total=n_groups, desc=f"score {corpus}", unit="group", disable=not progress) as bar:
         for acts, rows in iter_activations(path, layer, include_special=False):
             for lo in range(0, len(acts), batch_size):

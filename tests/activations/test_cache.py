@@ -5,8 +5,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-import sae_unlearn.activations.cache as activations_cache
+import sae_unlearn.activations.shards as activations_shards
 from sae_unlearn.activations.cache import CacheConfig, cache_corpus, summary_dict
+from sae_unlearn.activations.layout import file_sha256
 from sae_unlearn.activations.read import (
     cache_metadata,
     iter_activations,
@@ -20,14 +21,17 @@ from tests.activations.samples import TEXTS
 def test_cache_round_trip_matches_hidden_states(tiny_model, tmp_path):
     model, tokenizer = tiny_model
     cfg = CacheConfig(layers=(0, 1), seq_len=16, batch_size=3, max_tokens=10_000)
-    out = tmp_path / "forget.parquet"
+    out = tmp_path / "forget"
     summary = cache_corpus(model, tokenizer, TEXTS, "forget", cfg, out, progress=False)
     seqs = tokenize_corpus(TEXTS, tokenizer, 16, 10_000)
     assert summary.n_tokens == seqs.numel() and summary.n_sequences == len(seqs)
-    parquet = pq.ParquetFile(out)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shard-00000.parquet"]
+    parquet = pq.ParquetFile(out / "shard-00000.parquet")
     assert parquet.num_row_groups == -(-len(seqs) // 3)  # one row group per batch
     meta = cache_metadata(out)
     assert meta["layers"] == [0, 1] and meta["d_model"] == 32 and meta["corpus"] == "forget"
+    assert meta["dtype"] == "float32" and meta["n_rows"] == seqs.numel()
+    assert meta["shards"][0]["sha256"] == file_sha256(out / "shard-00000.parquet")
 
     tokens = read_tokens(out).to_pandas()
     assert tokens["token_id"].tolist() == seqs.reshape(-1).tolist()
@@ -49,9 +53,9 @@ def test_cache_round_trip_matches_hidden_states(tiny_model, tmp_path):
 def test_interrupted_cache_leaves_nothing(tiny_model, tmp_path, monkeypatch):
     model, tokenizer = tiny_model
     cfg = CacheConfig(layers=(0,), seq_len=16, batch_size=1, max_tokens=10_000)
-    out = tmp_path / "forget.parquet"
+    out = tmp_path / "forget"
     calls = {"n": 0}
-    real = activations_cache.run_to_layers
+    real = activations_shards.run_to_layers
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -59,10 +63,19 @@ def test_interrupted_cache_leaves_nothing(tiny_model, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(activations_cache, "run_to_layers", flaky)
+    monkeypatch.setattr(activations_shards, "run_to_layers", flaky)
     with pytest.raises(KeyboardInterrupt):
         cache_corpus(model, tokenizer, TEXTS, "forget", cfg, out, progress=False)
     assert list(tmp_path.iterdir()) == []
+    # A rerun that fails leaves the complete cache of the run before it as it was.
+    cfg_one_batch_shards = CacheConfig(layers=(0,), seq_len=16, batch_size=1, shard_batches=1)
+    cache_corpus(model, tokenizer, TEXTS, "forget", cfg_one_batch_shards, out, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    calls["n"] = 0
+    with pytest.raises(KeyboardInterrupt):
+        cache_corpus(model, tokenizer, TEXTS, "forget", cfg, out, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["forget"]
 
 
 def test_cache_config_validation():
@@ -70,13 +83,17 @@ def test_cache_config_validation():
         CacheConfig(layers=())
     with pytest.raises(ValueError, match="cache.max_tokens=8 is below cache.seq_len=16"):
         CacheConfig(layers=(0,), seq_len=16, max_tokens=8)
+    with pytest.raises(ValueError, match="cache.dtype='float8' is not a cache dtype; use one"):
+        CacheConfig(layers=(0,), dtype="float8")
+    with pytest.raises(ValueError, match="cache.shard_batches=0 must be at least 1"):
+        CacheConfig(layers=(0,), shard_batches=0)
 
 
 def test_summary_dict_adds_layers_and_total(tiny_model, tmp_path):
     model, tokenizer = tiny_model
     cfg = CacheConfig(layers=(1,), seq_len=16, batch_size=4, max_tokens=64)
     summaries = [
-        cache_corpus(model, tokenizer, TEXTS, c, cfg, tmp_path / f"{c}.parquet", progress=False)
+        cache_corpus(model, tokenizer, TEXTS, c, cfg, tmp_path / c, progress=False)
         for c in ("forget", "retain")
     ]
     summary = summary_dict(summaries, cfg.layers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import get_args
 
@@ -17,10 +18,9 @@ from tests.selection.test_share import GATED, LAYER, THRESHOLDS, identity_sae, w
 
 def stage_inputs(tmp_path: Path, **clamp) -> Path:
     identity_sae().save_model(tmp_path / "sae")
-    (tmp_path / "cache").mkdir()
     # As in tests/selection/test_share: chunk shares 0.5, 0.5 (retain) and 1.0 (retain_near).
-    write_cache(tmp_path / "cache" / "retain.parquet", [[1, 0, 0, 1, 1], [0, 0, 1, 0]])
-    write_cache(tmp_path / "cache" / "retain_near.parquet", [[1, 1, 1]])
+    write_cache(tmp_path / "cache" / "retain", [[1, 0, 0, 1, 1], [0, 0, 1, 0]])
+    write_cache(tmp_path / "cache" / "retain_near", [[1, 1, 1]])
     (tmp_path / "select").mkdir()
     selected = pd.DataFrame({"rank": [1, 2], "latent": GATED, "threshold": THRESHOLDS})
     selected.to_parquet(tmp_path / "select" / "selected.parquet")
@@ -48,10 +48,10 @@ def test_token_share_tau_calibrated_on_both_retain_caches(tmp_path):
     assert result.exit_code == 0, result.output
     cfg = read_clamp_yaml(tmp_path / "clamp" / "clamp.yaml")
     assert cfg.gate.kind == "token_share" and abs(cfg.gate.tau - 0.95) < 1e-12
-    assert "token_share tau = 0.95 (from retain.parquet, retain_near.parquet)" in result.output
+    assert "token_share tau = 0.95 (from retain, retain_near)" in result.output
     assert not (tmp_path / "clamp" / "steering.csv").exists()
     # Without the retain_near cache, retain alone: shares 0.5, 0.5.
-    (tmp_path / "cache" / "retain_near.parquet").unlink()
+    shutil.rmtree(tmp_path / "cache" / "retain_near")
     assert run(tmp_path / "params.yaml").exit_code == 0
     assert read_clamp_yaml(tmp_path / "clamp" / "clamp.yaml").gate.tau == 0.5
 
@@ -77,7 +77,7 @@ def test_bad_gate_input_named_without_a_traceback(tmp_path):
     result = run(params)  # the retain_near chunk is all triggers: tau would be 1
     assert result.exit_code != 0 and "lower clamp.gate_quantile" in result.output
     assert "Traceback" not in result.output
-    (tmp_path / "cache" / "retain.parquet").unlink()
+    shutil.rmtree(tmp_path / "cache" / "retain")
     result = run(params)
     assert result.exit_code != 0 and "run `sae-unlearn cache` first" in result.output
     data = yaml.safe_load(params.read_text())

@@ -236,7 +236,7 @@ def test_repro_runs_every_stage_and_writes_metrics(tiny_repo):
     assert set(steered["retain_near"]["by_subject"]) == {"botany", "anatomy"}
     assert (repo / "data/prepared/corpora/retain_near_corpus.parquet").exists()
     # the retain_near corpus is cached and scored with the others
-    assert (repo / "data/cache/retain_near.parquet").exists()
+    assert (repo / "data/cache/retain_near/manifest.json").exists()
     latents = pd.read_parquet(repo / "data/scores/latents.parquet")
     assert {"retain_near_freq", "retain_near_mean", "retain_near_max"} <= set(latents.columns)
     selected = pd.read_parquet(repo / "data/selection/selected.parquet")
@@ -350,7 +350,7 @@ def test_team_shares_cache_through_remote(tiny_repo, tmp_path):
     run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
     assert not (clone / "data/cache").exists()
     run(["dvc", "pull"], clone)
-    assert (clone / "data/cache/forget.parquet").exists()
+    assert (clone / "data/cache/forget/manifest.json").exists()
     status = run(["dvc", "status", "cache"], clone)
     assert "changed" not in status and "up to date" in status
     dry = run(["dvc", "repro", "--dry"], clone)

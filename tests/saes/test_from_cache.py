@@ -25,7 +25,7 @@ def tiny_cache(tmp_path_factory) -> Path:
     cfg = CacheConfig(layers=(1,), seq_len=32, batch_size=8, max_tokens=32 * 12)
     texts = TRAINING_TEXT * 8
     for corpus in ("forget", "retain"):
-        cache_corpus(model, tokenizer, texts, corpus, cfg, cache_dir / f"{corpus}.parquet")
+        cache_corpus(model, tokenizer, texts, corpus, cfg, cache_dir / corpus)
     return cache_dir
 
 

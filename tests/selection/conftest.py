@@ -16,7 +16,5 @@ def cache_dir(tiny_model, tmp_path_factory) -> Path:
     # batch_size 3 gives several row groups, so the statistics are really streamed.
     cfg = CacheConfig(layers=(0, LAYER), seq_len=SEQ_LEN, batch_size=3, max_tokens=SEQ_LEN * 10)
     for corpus, texts in (("forget", FORGET_TEXTS), ("retain", RETAIN_TEXTS)):
-        cache_corpus(
-            model, tokenizer, texts, corpus, cfg, out / f"{corpus}.parquet", progress=False
-        )
+        cache_corpus(model, tokenizer, texts, corpus, cfg, out / corpus, progress=False)
     return out

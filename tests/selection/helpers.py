@@ -33,9 +33,7 @@ def planted_sae(cache_dir: Path, kind: str = "standard", seed: int = 0):
         sae = TopKSAE(TopKSAEConfig(d_in=D, d_sae=D_SAE, k=6, apply_b_dec_to_input=False))
     else:
         sae = StandardSAE(StandardSAEConfig(d_in=D, d_sae=D_SAE, apply_b_dec_to_input=False))
-    x = torch.cat(
-        [read_activations(cache_dir / f"{c}.parquet", LAYER) for c in ("forget", "retain")]
-    )
+    x = torch.cat([read_activations(cache_dir / c, LAYER) for c in ("forget", "retain")])
     with torch.no_grad():
         sae.W_enc.normal_()
         sae.W_dec.normal_()

@@ -12,7 +12,7 @@ from tests.selection.helpers import LAYER, D, planted_sae
 
 def test_cache_sae_mismatches_are_named(cache_dir):
     narrow = StandardSAE(StandardSAEConfig(d_in=16, d_sae=8))
-    path = cache_dir / "forget.parquet"
+    path = cache_dir / "forget"
     with pytest.raises(ValueError, match=r"reads 16-dimensional .* 32-dimensional") as err:
         corpus_statistics(narrow, path, LAYER, progress=False)
     assert str(path) in str(err.value) and "train-sae" in str(err.value)
@@ -21,5 +21,5 @@ def test_cache_sae_mismatches_are_named(cache_dir):
 
 
 def test_check_cache_for_sae_returns_the_metadata(cache_dir):
-    meta = check_cache_for_sae(cache_dir / "retain.parquet", planted_sae(cache_dir), LAYER)
+    meta = check_cache_for_sae(cache_dir / "retain", planted_sae(cache_dir), LAYER)
     assert meta["layers"] == [0, LAYER] and meta["d_model"] == D

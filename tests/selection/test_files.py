@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from sae_unlearn.activations import CacheError
+from sae_unlearn.activations import MANIFEST, CacheError
 from sae_unlearn.selection.files import cache_paths, read_scores, write_scores
 from tests.selection.helpers import hand_stats, hand_windows
 
 
+def complete(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / MANIFEST).write_text("{}")
+    return folder
+
+
 def test_cache_paths(tmp_path):
-    with pytest.raises(CacheError, match=r"forget.parquet does not exist; run `sae-unlearn"):
+    with pytest.raises(CacheError, match=r"forget does not exist; run `sae-unlearn cache`"):
         cache_paths(tmp_path)
     for corpus in ("forget", "retain"):
-        (tmp_path / f"{corpus}.parquet").touch()
-    assert cache_paths(tmp_path) == {
-        "forget": tmp_path / "forget.parquet",
-        "retain": tmp_path / "retain.parquet",
-    }
+        complete(tmp_path / corpus)
+    assert cache_paths(tmp_path) == {"forget": tmp_path / "forget", "retain": tmp_path / "retain"}
     # retain_near is optional: found when it was cached
-    (tmp_path / "retain_near.parquet").touch()
+    complete(tmp_path / "retain_near")
     assert list(cache_paths(tmp_path)) == ["forget", "retain", "retain_near"]
+
+
+def test_old_and_incomplete_caches_are_refused(tmp_path):
+    (tmp_path / "forget.parquet").touch()
+    complete(tmp_path / "retain")
+    with pytest.raises(CacheError, match=r"forget.parquet is a single-file activation cache"):
+        cache_paths(tmp_path)
+    (tmp_path / "forget.parquet").unlink()
+    (tmp_path / "forget").mkdir()  # what an interrupted writer could leave, were it not atomic
+    with pytest.raises(CacheError, match=r"forget has no manifest.json, so it is not a complete"):
+        cache_paths(tmp_path)
 
 
 def test_write_and_read_scores(tmp_path):

@@ -39,7 +39,7 @@ def test_score_stage_scores_the_retain_near_cache_too(tmp_path, cache_dir, tiny_
         near_texts,
         "retain_near",
         cfg,
-        caches / "retain_near.parquet",
+        caches / "retain_near",
         progress=False,
     )
     sae = planted_sae(cache_dir)
@@ -51,7 +51,7 @@ def test_score_stage_scores_the_retain_near_cache_too(tmp_path, cache_dir, tiny_
     result = CliRunner().invoke(app, ["score", "--params", str(params), "--device", "cpu"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     stats = {
-        c: corpus_statistics(sae, caches / f"{c}.parquet", LAYER, c, progress=False)
+        c: corpus_statistics(sae, caches / c, LAYER, c, progress=False)
         for c in ("forget", "retain", "retain_near")
     }
     latents = pd.read_parquet(tmp_path / "scores" / "latents.parquet")

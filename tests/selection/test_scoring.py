@@ -3,6 +3,7 @@ and the contexts score_latents decodes."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from sae_unlearn.activations import read_activations, read_tokens, resid_column
+from sae_unlearn.activations import read_activations, read_tokens, resid_column, shard_paths
 from sae_unlearn.selection.config import ScoreConfig, SelectConfig
 from sae_unlearn.selection.ranking import rank_latents
 from sae_unlearn.selection.scoring import ScoreResult, corpus_statistics, score_latents
@@ -32,7 +33,7 @@ from tests.selection.helpers import (
 @pytest.mark.parametrize("batch_size", [7, 4096])
 def test_statistics_equal_dense_computation(cache_dir, kind, batch_size):
     sae = planted_sae(cache_dir, kind)
-    path = cache_dir / "forget.parquet"
+    path = cache_dir / "forget"
     stats = corpus_statistics(sae, path, LAYER, batch_size=batch_size, top_n=4, progress=False)
     ref = dense_statistics(sae, path, top_n=4)
     assert stats.n_tokens == int(ref["keep"].sum())
@@ -56,25 +57,27 @@ def test_statistics_equal_dense_computation(cache_dir, kind, batch_size):
 
 def rewrite_special_rows(src: Path, dst: Path, value: float) -> None:
     """A copy of a cache whose special tokens carry other (huge) activations."""
-    parquet = pq.ParquetFile(src)
+    shutil.copytree(src, dst)
     column = resid_column(LAYER)
-    with pq.ParquetWriter(dst, parquet.schema_arrow) as writer:
-        for group in range(parquet.num_row_groups):
-            table = parquet.read_row_group(group)
-            special = table.column("is_special").to_numpy(zero_copy_only=False)
-            vectors = table.column(column).combine_chunks().flatten().to_numpy().reshape(-1, D)
-            vectors = vectors.copy()
-            vectors[special] = value
-            flat = pa.array(vectors.reshape(-1).astype(np.float32))
-            array = pa.FixedSizeListArray.from_arrays(flat, D)
-            index = table.schema.get_field_index(column)
-            writer.write_table(table.set_column(index, table.schema.field(column), array))
+    for shard in shard_paths(dst):
+        parquet = pq.ParquetFile(src / shard.name)
+        with pq.ParquetWriter(shard, parquet.schema_arrow) as writer:
+            for group in range(parquet.num_row_groups):
+                table = parquet.read_row_group(group)
+                special = table.column("is_special").to_numpy(zero_copy_only=False)
+                vectors = table.column(column).combine_chunks().flatten().to_numpy()
+                vectors = vectors.reshape(-1, D).copy()
+                vectors[special] = value
+                flat = pa.array(vectors.reshape(-1).astype(np.float32))
+                array = pa.FixedSizeListArray.from_arrays(flat, D)
+                index = table.schema.get_field_index(column)
+                writer.write_table(table.set_column(index, table.schema.field(column), array))
 
 
 def test_special_tokens_do_not_change_statistics(cache_dir, tmp_path):
     sae = planted_sae(cache_dir)
-    path = cache_dir / "retain.parquet"
-    changed = tmp_path / "retain.parquet"
+    path = cache_dir / "retain"
+    changed = tmp_path / "retain"
     rewrite_special_rows(path, changed, 50.0)
     assert (~non_special(path)).sum() > 0
     before = corpus_statistics(sae, path, LAYER, batch_size=5, progress=False)
@@ -93,7 +96,7 @@ def test_special_tokens_do_not_change_statistics(cache_dir, tmp_path):
 def test_contexts_mark_the_firing_token(cache_dir, tiny_model):
     _, tokenizer = tiny_model
     sae = planted_sae(cache_dir)
-    paths = {c: cache_dir / f"{c}.parquet" for c in ("forget", "retain")}
+    paths = {c: cache_dir / c for c in ("forget", "retain")}
     cfg = ScoreConfig(
         layer=LAYER,
         batch_size=9,
@@ -153,7 +156,7 @@ def test_score_latents_needs_both_caches(cache_dir, tiny_model):
     with pytest.raises(ValueError, match=r"missing \['retain'\]"):
         score_latents(
             planted_sae(cache_dir),
-            {"forget": cache_dir / "forget.parquet"},
+            {"forget": cache_dir / "forget"},
             tokenizer,
             ScoreConfig(layer=LAYER),
             progress=False,

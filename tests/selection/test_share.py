@@ -12,6 +12,7 @@ import pytest
 import torch
 from sae_lens import StandardSAE, StandardSAEConfig
 
+from sae_unlearn.activations.layout import describe_shard, shard_name, write_manifest
 from sae_unlearn.activations.schema import METADATA_KEY, cache_schema, vector_array
 from sae_unlearn.selection.share import calibrate_tau, chunk_shares, token_triggers
 
@@ -54,9 +55,12 @@ def write_cache(path: Path, sequences: list[list[int]]) -> None:
         },
         schema=cache_schema([LAYER], D),
     )
-    meta = {"layers": [LAYER], "d_model": D, "model": "hand-made"}
+    meta = {"layers": [LAYER], "d_model": D, "model": "hand-made", "dtype": "float32"}
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
-    pq.write_table(table, path, row_group_size=3)
+    path.mkdir(parents=True)
+    pq.write_table(table, path / shard_name(0), row_group_size=3)
+    n_seq = len(sequences)
+    write_manifest(path, meta, [describe_shard(path / shard_name(0), len(rows), 0, n_seq)])
 
 
 def test_chunk_shares_keep_a_long_enough_last_chunk():
@@ -68,7 +72,7 @@ def test_chunk_shares_keep_a_long_enough_last_chunk():
 
 def test_tau_is_the_quantile_of_pooled_chunk_shares(tmp_path):
     sae = identity_sae()
-    retain, near = tmp_path / "retain.parquet", tmp_path / "retain_near.parquet"
+    retain, near = tmp_path / "retain", tmp_path / "retain_near"
     # retain, sequences concatenated: 1 0 0 1 1 | 0 0 1 0 -> chunks of 4: 0.5, 0.5 (the last
     # token alone is under half a chunk); retain_near: 1 1 1, its only chunk: 1.0.
     write_cache(retain, [[1, 0, 0, 1, 1], [0, 0, 1, 0]])
@@ -90,7 +94,7 @@ def test_tau_is_the_quantile_of_pooled_chunk_shares(tmp_path):
 
 def test_bad_calibration_inputs_named(tmp_path):
     sae = identity_sae()
-    path = tmp_path / "retain.parquet"
+    path = tmp_path / "retain"
     write_cache(path, [[1, 0]])
     with pytest.raises(ValueError, match="not sae.layer=5"):
         calibrate_tau(sae, [path], 5, GATED, THRESHOLDS)

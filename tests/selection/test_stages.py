@@ -71,8 +71,8 @@ def test_score_and_select_stages(tmp_path, cache_dir, tiny_model_dir):
     result = runner.invoke(app, ["score", "--params", str(params), "--device", "cpu"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     latents = pd.read_parquet(tmp_path / "scores" / "latents.parquet")
-    forget = corpus_statistics(sae, cache_dir / "forget.parquet", LAYER, progress=False)
-    retain = corpus_statistics(sae, cache_dir / "retain.parquet", LAYER, progress=False)
+    forget = corpus_statistics(sae, cache_dir / "forget", LAYER, progress=False)
+    retain = corpus_statistics(sae, cache_dir / "retain", LAYER, progress=False)
     pd.testing.assert_frame_equal(latents, latent_table(forget, retain), rtol=1e-6)
     contexts = pd.read_parquet(tmp_path / "scores" / "contexts.parquet")
     assert contexts.groupby(["latent", "corpus"]).size().max() == 2
@@ -141,7 +141,7 @@ def test_score_stage_rejects_wrong_width(tmp_path, cache_dir, tiny_model_dir):
     result = CliRunner().invoke(app, ["score", "--params", str(params), "--device", "cpu"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "reads 16-dimensional" in result.output
-    assert str(cache_dir / "forget.parquet") in result.output
+    assert str(cache_dir / "forget") in result.output
     assert not (tmp_path / "scores").exists()
 
 

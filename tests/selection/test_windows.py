@@ -23,7 +23,7 @@ from tests.selection.helpers import LAYER, dense_statistics, hand_windows, plant
 @pytest.mark.parametrize("batch_size", [7, 4096])  # 7 splits windows across batches
 def test_window_maxima_equal_dense_computation(cache_dir, batch_size):
     sae = planted_sae(cache_dir)
-    path = cache_dir / "forget.parquet"
+    path = cache_dir / "forget"
     stats = corpus_statistics(sae, path, LAYER, batch_size=batch_size, progress=False, window=4)
     dense = dense_statistics(sae, path, top_n=0)
     tokens = read_tokens(path).to_pandas()[dense["keep"].numpy()]
