@@ -96,10 +96,23 @@ def _load_pretrained(
             f"{local} has no *.safetensors weights; only safetensors checkpoints are loaded "
             "(re-save the model with save_pretrained(..., safe_serialization=True))"
         )
-    tokenizer = AutoTokenizer.from_pretrained(name_or_dir, trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_dir, dtype=dtype, use_safetensors=True, trust_remote_code=False
-    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_dir, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_dir, dtype=dtype, use_safetensors=True, trust_remote_code=False
+        )
+    except OSError as exc:
+        if local.exists():
+            raise
+        # transformers' one error type for a hub id it cannot resolve: not on the hub, gated,
+        # or no network (or HF_HUB_OFFLINE) and not in the Hugging Face cache.
+        raise UserError(
+            f"model.name={name_or_dir!r}: transformers cannot load it "
+            f"({str(exc).splitlines()[0]}). Fix: check the hub id; for a gated model "
+            "(gemma-2-2b) accept its licence on the hub and `hf auth login`; run once with "
+            "network access (HF_HUB_OFFLINE unset) to cache it; or set model.name to a local "
+            "model directory (safetensors) under inputs/models/"
+        ) from None
     return model, tokenizer
 
 

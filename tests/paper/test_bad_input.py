@@ -121,3 +121,15 @@ def test_a_hook_layer_beyond_the_model_is_refused_by_cache(gemma2_cache, offline
     out = refused(CliRunner().invoke(app, ["cache", "--layer", "12", "--out-dir", "cache12"]))
     assert "12" in out and "the model has 8 decoder layers (valid: 0..7)" in out
     assert not (gemma2_cache / "cache12").exists()
+
+
+def test_a_model_neither_cached_nor_reachable_through_prepare_model(
+    empty_hub, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text(yaml.safe_dump({"model": {"name": GEMMA2, "dir": "model"}}))
+    out = refused(CliRunner().invoke(app, ["prepare-model"]))
+    assert f"model.name='{GEMMA2}': transformers cannot load it" in out
+    assert "couldn't find them in the cached files" in out
+    assert "hf auth login" in out and "local model directory" in out
+    assert not Path("model").exists()
