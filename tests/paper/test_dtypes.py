@@ -83,7 +83,6 @@ def float32_results(parts):
     return evaluate(*models["float32"], wmdp, sae, cfg)
 
 
-@pytest.mark.slow  # about 20 s a dtype on a 2-core CPU (bfloat16 and float16 matmuls are slow)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_letter_evaluation_keeps_float32_results(parts, float32_results, dtype):
     models, sae, wmdp, cfg = parts
