@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 # The CPU build that installs offline here; on a GPU machine override, e.g.
 # `make run TORCH_SPEC="torch==2.9.1"` or install torch into .venv yourself first.
 TORCH_SPEC ?= torch==2.13.0
-# `make run` installs what the pipeline needs; tests, lint and bench add the dev tools and
-# lm-eval (the parity tests and the benchmark's reference), which `make run` never imports.
+# `make run` installs what the pipeline needs; tests, lint and bench add the dev tools,
+# lm-eval (the parity tests and the benchmark's reference) and Ray (the cache's `ray` engine,
+# tested against the local one), which `make run` never imports.
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[dev,lm-eval]"
+	$(BIN)/python -m pip install -q -e ".[dev,lm-eval,ray]"
 	touch $(DEV_STAMP)
 
 setup: $(DEV_STAMP)
