@@ -5,6 +5,9 @@ through `datasets.load_dataset`, and the models through transformers, all with
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import requests
 import torch
 from sae_lens import JumpReLUSAE
@@ -20,7 +23,7 @@ from sae_unlearn.models.layers import decoder_layers
 from sae_unlearn.saes.config import SAESourceConfig
 from sae_unlearn.saes.io import load_sae
 from tests.paper import hub
-from tests.paper.conftest import GEMMA2, GEMMA3
+from tests.paper.conftest import GEMMA2, GEMMA3, offline_env
 
 GEMMA_SCOPE = SAESourceConfig(
     source="pretrained",
@@ -74,6 +77,26 @@ def test_gemma_scope_2_loads_without_its_range_request(offline_hub, monkeypatch)
     assert pretrained_sae_loaders.get_safetensors_tensor_shapes.__module__ == (
         pretrained_sae_loaders.__name__
     )
+
+
+def test_gemma_scope_2_loads_when_the_hub_cannot_be_reached(hub_home):
+    """HF_HUB_OFFLINE unset and no hub to reach (HF_ENDPOINT at a closed local port, which
+    holds on a machine with network too): `hf_hub_download` falls back to the cache, and the
+    range request sae-lens would make is not made. A subprocess: the endpoint is read at
+    import."""
+    env = {**offline_env(hub_home), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    del env["HF_HUB_OFFLINE"], env["HF_DATASETS_OFFLINE"]
+    code = (
+        "from sae_unlearn.saes.io import load_sae\n"
+        "from tests.paper.test_loaders import GEMMA_SCOPE_2\n"
+        "sae = load_sae(GEMMA_SCOPE_2)\n"
+        "print(sae.cfg.d_in, sae.cfg.metadata.hook_name)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split()[-2:] == ["640", "blocks.9.hook_resid_post"]
 
 
 def test_hub_question_sets_and_wikitext_load_from_the_cache(offline_hub):
