@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from benchmarks.bench_cache_engines import dtype_bytes, engine_speeds
 from sae_unlearn.activations import CacheConfig, cache_corpus, tokenize_corpus
 from sae_unlearn.evaluation import EvalConfig, evaluate_questions
 from sae_unlearn.io import write_json
@@ -58,9 +60,7 @@ def bench_cache(model, tokenizer, tmp: Path, n_tokens: int = 16 * 128 * 6) -> di
                 ids = seqs[lo : lo + BATCH]
                 run_to_layers(model, captured, input_ids=ids, attention_mask=torch.ones_like(ids))
         truncated_s = time.perf_counter() - start
-    summary = cache_corpus(
-        model, tokenizer, texts, "forget", cfg, tmp / "bench.parquet", progress=False
-    )
+    summary = cache_corpus(model, tokenizer, texts, "forget", cfg, tmp / "bench", progress=False)
     forward_tps = seqs.numel() / forward_s
     return {
         "cache_tokens": summary.n_tokens,
@@ -86,7 +86,7 @@ def cache_peak_memory_mb(n_tokens: int, tmp: Path) -> float:
         f"texts = pd.read_parquet({str(FORGET_CORPUS)!r})['text'].tolist()\n"
         f"cfg = CacheConfig(layers=({LAYER},), seq_len={SEQ_LEN}, batch_size={BATCH}, "
         f"max_tokens={n_tokens})\n"
-        f"cache_corpus(m, t, texts, 'forget', cfg, {str(tmp / f'mem_{n_tokens}.parquet')!r}, "
+        f"cache_corpus(m, t, texts, 'forget', cfg, {str(tmp / f'mem_{n_tokens}')!r}, "
         "progress=False)\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
@@ -215,6 +215,11 @@ def main() -> None:
         str(n): cache_peak_memory_mb(n, tmp),
         str(2 * n): cache_peak_memory_mb(2 * n, tmp),
     }
+    say("cache bytes per token by dtype; local and ray engines")
+    results["cache"]["by_dtype"] = dtype_bytes(model, tokenizer, _texts(), tmp, LAYER, n)
+    results["cache"]["engines"] = engine_speeds(
+        model, tokenizer, FORGET_CORPUS, MODEL_DIR, tmp, LAYER, 2 * n, log=say
+    )
     if SAE_DIR.exists() and CLAMP.exists():
         say("steered vs unsteered forward")
         results["steering"] = bench_steering(model, tokenizer)
@@ -240,8 +245,7 @@ def main() -> None:
     say("CPU kernel sets: cost and same bytes as an AVX2-only machine")
     results["kernels"] = bench_kernels(MODEL_DIR, log=say)
     results["pipeline"] = pipeline_times()
-    for path in tmp.glob("*.parquet"):
-        path.unlink()
+    shutil.rmtree(tmp, ignore_errors=True)  # the caches written here (folders of shards)
     write_json(RESULTS, results)
     print(json.dumps(results, indent=2))
 
