@@ -152,13 +152,16 @@ def test_the_shipped_steering_csvs_run_as_they_are(paper_run, csv, latents, acti
 
 def test_gemma_scope_2_on_gemma_3_at_layer_9(hub_home, tmp_path_factory):
     """The same command with the Gemma Scope 2 release on the tiny Gemma 3 (d 640), run up
-    to evaluate (the attack families are the same code as above). The refusal latent stays
+    to evaluate (the attack families are the same code as above), in bfloat16 as the README
+    has it (the run above is float32). The refusal latent stays
     15864, which the fixture SAE gives weights; the paper's CSVs name Gemma Scope's release,
     so clamp-config would rightly refuse them for this SAE."""
     repo = paper_repo(tmp_path_factory.mktemp("paper3"))
-    settings = [s for s in PAPER + TINY if not s.startswith(("model.name", "sae.", "cache.l"))]
+    skip = ("model.name", "model.dtype", "sae.", "cache.l")
+    settings = [s for s in PAPER + TINY if not s.startswith(skip)]
     settings += [
         f"model.name={GEMMA3}",
+        "model.dtype=bfloat16",  # the README's dtype, here on the CPU
         "sae.source=pretrained",
         "sae.release=gemma-scope-2-270m-pt-res",
         "sae.sae_id=layer_9_width_16k_l0_medium",
