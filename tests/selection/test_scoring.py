@@ -13,13 +13,21 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from sae_unlearn.activations import read_activations, read_tokens, resid_column, shard_paths
+from sae_unlearn.activations import (
+    CacheConfig,
+    cache_corpus,
+    read_activations,
+    read_tokens,
+    resid_column,
+    shard_paths,
+)
 from sae_unlearn.selection.config import ScoreConfig, SelectConfig
 from sae_unlearn.selection.ranking import rank_latents
 from sae_unlearn.selection.scoring import ScoreResult, corpus_statistics, score_latents
 from sae_unlearn.selection.stats import STAT_COLUMNS
 from tests.selection.helpers import (
     D_SAE,
+    FORGET_TEXTS,
     LAYER,
     SEQ_LEN,
     D,
@@ -171,3 +179,23 @@ def test_summary_counts_dead_latents_and_contexts():
         "scored 3 latents on forget 10, retain 20 non-special tokens in 12.3s "
         "(1 never fire); contexts for 2 latents"
     )
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_scoring_reads_a_half_precision_cache(cache_dir, tiny_model, tmp_path, dtype):
+    """Statistics on a float16/bfloat16 cache are those of its values, upcast to float32."""
+    model, tokenizer = tiny_model
+    cfg = CacheConfig(layers=(LAYER,), seq_len=SEQ_LEN, batch_size=3, max_tokens=SEQ_LEN * 10)
+    path = tmp_path / "forget"
+    cache_corpus(model, tokenizer, FORGET_TEXTS, "forget", cfg, path, progress=False)
+    half = tmp_path / dtype
+    cfg = CacheConfig(**{**cfg.__dict__, "dtype": dtype})
+    cache_corpus(model, tokenizer, FORGET_TEXTS, "forget", cfg, half, progress=False)
+    acts = read_activations(half, LAYER)
+    assert acts.dtype == torch.float32
+    assert torch.equal(acts, read_activations(path, LAYER).to(getattr(torch, dtype)).float())
+    sae = planted_sae(cache_dir)
+    stats = corpus_statistics(sae, half, LAYER, batch_size=7, top_n=4, progress=False)
+    ref = dense_statistics(sae, half, top_n=4)
+    torch.testing.assert_close(stats.freq, ref["freq"], rtol=0, atol=1e-12)
+    torch.testing.assert_close(stats.max.double(), ref["max"], rtol=1e-5, atol=1e-6)
