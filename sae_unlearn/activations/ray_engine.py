@@ -148,7 +148,7 @@ def tokenize_with_ray(corpus_file: Path, model_dir: str, cfg: CacheConfig, bos, 
             f"{corpus_file} has no `text` column (columns: {columns}); "
             "produce it with `sae-unlearn prepare-data`"
         )
-    docs = ray.data.read_parquet(str(corpus_file), columns=["text"])
+    docs = ray.data.read_parquet(str(corpus_file)).select_columns(["text"])
     docs = docs.map_batches(tokenize_documents, fn_kwargs={"model_dir": model_dir}, batch_size=64)
     documents = (np.asarray(row["ids"]).tolist() for row in docs.iter_rows())
     return pack_sequences(documents, bos, eos, cfg.seq_len, cfg.max_tokens)

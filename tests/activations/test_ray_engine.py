@@ -21,7 +21,7 @@ from tests.activations.samples import TEXTS
 ray = pytest.importorskip("ray")
 from sae_unlearn.activations.ray_engine import RayConfig, cache_corpus_ray  # noqa: E402
 
-pytestmark = pytest.mark.slow  # a Ray start and model actors: about 30 s in all
+pytestmark = pytest.mark.slow  # a Ray start and model actors: 30 to 60 s in all
 
 CORPUS = TEXTS * 4
 CFG = CacheConfig(layers=(0, 1), seq_len=16, batch_size=4, max_tokens=10_000, shard_batches=8)
@@ -92,3 +92,22 @@ def test_the_stage_runs_the_ray_engine(local_ray, tiny_model_dir, tmp_path, monk
     result = runner.invoke(app, ["cache", "--engine", "local", "--max-tokens", "64"])
     assert result.exit_code == 0, result.output
     assert ray_files == {c: files(tmp_path / "cache" / c) for c in ("forget", "retain")}
+
+
+def test_a_failed_ray_run_leaves_the_previous_cache(local_ray, tiny_model, tmp_path):
+    model, tokenizer = tiny_model
+    corpus = tmp_path / "forget_corpus.parquet"
+    pd.DataFrame({"text": CORPUS}).to_parquet(corpus)
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "forget"
+    cache_corpus(model, tokenizer, CORPUS, "forget", CFG, out, progress=False)
+    before = files(out)
+    # The actors fail as they start (a dtype load_model refuses), after the folder was begun.
+    with pytest.raises(Exception, match="model.dtype='float8' is not supported"):
+        cache_corpus_ray(
+            model_dir, corpus, "forget", CFG, out, RayConfig(), model_dtype="float8", progress=False
+        )
+    assert files(out) == before
+    assert sorted(os.listdir(tmp_path)) == ["forget", "forget_corpus.parquet", "model"]
