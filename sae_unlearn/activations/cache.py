@@ -107,13 +107,13 @@ def cache_corpus(
     with atomic_dir(out_path) as tmp:
         shards = []
         ranges = plan_shards(len(sequences), cfg.shard_sequences)
-        for index, (lo, hi) in enumerate(
-            tqdm(ranges, desc=f"cache {corpus}", unit="shard", disable=not progress)
-        ):
-            out_file = tmp / shard_name(index)
-            shards.append(
-                write_shard(model, sequences[lo:hi], lo, special, meta, cfg.batch_size, out_file)
-            )
+        # per batch, not per shard: a shard of the default size holds a whole small corpus
+        bar = tqdm(total=len(sequences), desc=f"cache {corpus}", unit="seq", disable=not progress)
+        with bar:
+            for index, (lo, hi) in enumerate(ranges):
+                out_file = tmp / shard_name(index)
+                args = (model, sequences[lo:hi], lo, special, meta, cfg.batch_size, out_file)
+                shards.append(write_shard(*args, on_batch=bar.update))
         manifest = write_manifest(tmp, meta, shards)
     return summarise(corpus, manifest, time.perf_counter() - start)
 

@@ -8,6 +8,7 @@ written one row group per batch, so memory stays flat as shards grow.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,11 @@ def write_shard(
     meta: dict,
     batch_size: int,
     out_file: Path,
+    on_batch: Callable[[int], object] | None = None,
 ) -> ShardInfo:
     """Residuals of `meta["layers"]` for `sequences` `[n, seq_len]` (whose first is sequence
-    `first_sequence` of the corpus) in `out_file`, one row group per `batch_size` sequences."""
+    `first_sequence` of the corpus) in `out_file`, one row group per `batch_size` sequences;
+    `on_batch(n)` after each batch of n sequences (a progress bar's update)."""
     layers, d_model, dtype, corpus = meta["layers"], meta["d_model"], meta["dtype"], meta["corpus"]
     schema = shard_schema(meta)
     device = next(model.parameters()).device
@@ -73,6 +76,8 @@ def write_shard(
                     vec = acts[layer].float().reshape(n * t, d_model).cpu()
                     columns[resid_column(layer)] = vector_array(vec, d_model, dtype)
                 writer.write_table(pa.Table.from_pydict(columns, schema=schema))
+                if on_batch is not None:
+                    on_batch(n)
     finally:
         writer.close()
     return describe_shard(out_file, sequences.numel(), first_sequence, len(sequences))
