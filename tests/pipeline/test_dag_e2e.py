@@ -154,10 +154,9 @@ def output_hashes(repo: Path) -> dict[str, str]:
     return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage["outs"]}
 
 
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory):
-    base = tmp_path_factory.mktemp("e2e")
-    repo = base / "repo"
+def make_tiny_repo(repo: Path) -> Path:
+    """The project with the tiny configuration, committed in a new git repo at `repo` with
+    DVC initialised; nothing run yet."""
     for name in ("sae_unlearn", "pipeline", "inputs", "data/steering"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
     save_tiny_model(repo / "inputs/models/tiny", arch="gemma3")
@@ -177,6 +176,12 @@ def tiny_repo(tmp_path_factory):
     run(["dvc", "init", "-q"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "tiny"], repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory):
+    repo = make_tiny_repo(tmp_path_factory.mktemp("e2e") / "repo")
     first = run(["dvc", "repro"], repo)
     first_hashes = output_hashes(repo)
     # Again from scratch (DVC deletes the outputs first, so every stage reruns), as on an
