@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.attack_plans import family_dirs, make_plan
+from pipeline.attack_plans import family_dirs, make_plan, prepared_questions
 from pipeline.clamp_file import clamp_file
 from pipeline.eval_config import eval_config
 from pipeline.params import Params, ParamsOption, family_metrics_path
@@ -28,7 +28,7 @@ from sae_unlearn.attacks.family import (
 )
 from sae_unlearn.attacks.reference import check_evaluation, reference_results
 from sae_unlearn.attacks.whitebox import recovery
-from sae_unlearn.data import prepared_path, read_question_file
+from sae_unlearn.data import read_question_file
 from sae_unlearn.errors import UserError, read_json_input
 from sae_unlearn.evaluation import checked_clamp, load_clamp_hook
 from sae_unlearn.io import write_json
@@ -37,7 +37,7 @@ from sae_unlearn.models import load_model
 MODEL_CHOICES = ("baseline", "steered")
 
 
-def references(p: Params, plan, model: str, evaluated: bool) -> dict | None:
+def references(p: Params, plan, model: str, forget, evaluated: bool) -> dict | None:
     """model -> role -> the evaluation's results for the plan's questions; None (each family
     scores its reference itself) unless the attack runs on the evaluated questions and clamp.
     The evaluation must be of the attack's format and question files."""
@@ -46,11 +46,8 @@ def references(p: Params, plan, model: str, evaluated: bool) -> dict | None:
     source = p.get(f"evaluate.{model}_metrics")
     fix = f"run `sae-unlearn evaluate{'-baseline' if model == 'baseline' else ''}` first"
     metrics = read_json_input(source, "evaluation metrics", fix)
-    data_dir = Path(p.get("data.dir"))
-    files = {
-        role: read_question_file(prepared_path(data_dir, role, "questions"), False)
-        for role in plan.reference
-    }
+    # the forget file is already read; on the evaluated path it is the prepared one
+    files = {r: forget if r == "forget" else prepared_questions(p, r) for r in plan.reference}
     check_evaluation(metrics, source, eval_config(p).format, files)
     folder = Path(p.get("evaluate.dir")) / model
     return {
@@ -75,14 +72,16 @@ def command(
     if model_choice not in MODEL_CHOICES:
         raise UserError(f"--model {model_choice!r}: choose baseline or steered")
     p = Params.load(params)
-    prepared = prepared_path(Path(p.get("data.dir")), "forget", "questions")
-    forget = read_question_file(forget_questions or prepared, False)
+    if forget_questions is not None:
+        forget = read_question_file(forget_questions, False)
+    else:
+        forget = prepared_questions(p, "forget")
     plan = make_plan(family, p, forget, model_choice)
     overrides = [model_dir, forget_questions]
     if model_choice == "steered":  # the baseline reads no clamp
         overrides += [sae_dir, clamp, p.get("attack.clamp")]
     evaluated = all(o is None for o in overrides)
-    reference = references(p, plan, model_choice, evaluated)  # read before the model loads
+    reference = references(p, plan, model_choice, forget, evaluated)  # read before the model loads
     baseline_dir, joined_dir = family_dirs(p, family)
     hook_of = None
     if model_choice == "steered":

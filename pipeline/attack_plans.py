@@ -61,7 +61,7 @@ def _corpus(p: Params, role: str) -> list[str]:
     return pd.read_parquet(path, columns=["text"])["text"].tolist()
 
 
-def _questions(p: Params, role: str) -> pd.DataFrame:
+def prepared_questions(p: Params, role: str) -> pd.DataFrame:
     return read_question_file(prepared_path(Path(p.get("data.dir")), role, "questions"), False)
 
 
@@ -77,11 +77,10 @@ def _whitebox_layer(p: Params) -> int:
     return p.get("sae.layer") - 1
 
 
-def _shots(family: str, p: Params, forget: pd.DataFrame, seed: int, n_eval) -> tuple:
+def _shots(family: str, p: Params, dev, scored, seed: int, n_eval) -> tuple:
     cfg = ICLConfig(ks=tuple(p.get(f"attack.{family}.k")), seed=seed)
-    dev, scored = pool_and_scored(forget, n_eval, seed)
     pool, name = (
-        (dev, "dev-half forget") if family == "icl" else (_questions(p, "retain"), "retain")
+        (dev, "dev-half forget") if family == "icl" else (prepared_questions(p, "retain"), "retain")
     )
     if max(cfg.ks, default=0) > len(pool):
         raise UserError(
@@ -92,7 +91,7 @@ def _shots(family: str, p: Params, forget: pd.DataFrame, seed: int, n_eval) -> t
     return cfg, icl_attack, inputs, {"pool": question_fingerprint(pool)}, {"forget": scored}
 
 
-def _evasion(p: Params, forget: pd.DataFrame, seed: int, n_eval) -> tuple:
+def _evasion(p: Params, dev, questions, seed: int, n_eval) -> tuple:
     e = p.get("attack.evasion")
     cfg = EvasionConfig(
         **{k: e[k] for k in ("noise_rate", "min_split", "filler_words")},
@@ -104,26 +103,23 @@ def _evasion(p: Params, forget: pd.DataFrame, seed: int, n_eval) -> tuple:
     synonyms = read_synonyms(e["synonyms"])
     table = json.dumps(synonyms, sort_keys=True).encode()
     # the test half: the embedded synonym table was built from dev-half gate tokens
-    _, questions = pool_and_scored(forget, n_eval, seed)
     inputs = {"questions": questions, "filler": filler, "synonyms": synonyms}
     extra = {"filler": filler, "synonyms_sha256": _sha256(table)}
     return cfg, evasion_attack, inputs, extra, {"forget": questions}
 
 
-def _whitebox(p: Params, forget: pd.DataFrame, seed: int, n_eval) -> tuple:
+def _whitebox(p: Params, pool, scored, seed: int, n_eval) -> tuple:
     w = {k: v for k, v in p.get("attack.whitebox").items() if k != "layer"}
     w["bounds"] = tuple(w["bounds"])
     cfg = WhiteboxConfig(**w, layer=_whitebox_layer(p), seed=seed)
-    pool, scored = pool_and_scored(forget, n_eval, seed)
     check_pool(pool, cfg.n_train)
     return cfg, whitebox_attack, {"pool": pool, "scored": scored}, {}, {"forget": scored}
 
 
-def _relearn(p: Params, forget: pd.DataFrame, seed: int, n_eval) -> tuple:
+def _relearn(p: Params, dev, scored, seed: int, n_eval) -> tuple:
     cfg = RelearnConfig(**p.get("attack.relearn"), seed=seed)
     documents = _corpus(p, "forget")
-    _, scored = pool_and_scored(forget, n_eval, seed)
-    retain = deterministic_subset(_questions(p, "retain"), n_eval, seed)
+    retain = deterministic_subset(prepared_questions(p, "retain"), n_eval, seed)
 
     def attack(model, tokenizer, cfg, **kwargs) -> FamilyOutputs:
         passages = forget_passages(tokenizer, documents, cfg.n_passages, cfg.seq_len, cfg.seed)
@@ -137,13 +133,12 @@ def _relearn(p: Params, forget: pd.DataFrame, seed: int, n_eval) -> tuple:
     return cfg, attack, inputs, extra, {"forget": scored, "retain": retain}
 
 
-def _gcg(p: Params, forget: pd.DataFrame, seed: int, n_eval) -> tuple:
+def _gcg(p: Params, pool, scored, seed: int, n_eval) -> tuple:
     g = p.get("attack.gcg")
     search = GCGConfig(
         max_tokens=p.get("attack.max_tokens"), **{k: v for k, v in g.items() if k not in GCG_OURS}
     )
     cfg = GCGAttackConfig(search, **{k: g[k] for k in GCG_OURS}, seed=seed)
-    pool, scored = pool_and_scored(forget, n_eval, seed)
     if len(pool) == 0:
         raise UserError(
             "GCG optimises over dev-half forget questions, but the dev half is empty. Fix: "
@@ -166,9 +161,8 @@ def found_suffixes(folder: Path) -> dict[str, str]:
     return {name: s["suffix"] for name, s in found.items()}
 
 
-def _generation(p: Params, forget: pd.DataFrame, seed: int, n_eval, model: str) -> tuple:
+def _generation(p: Params, dev, scored, seed: int, n_eval, model: str) -> tuple:
     cfg = GenerationConfig(**p.get("attack.generation"))
-    _, scored = pool_and_scored(forget, n_eval, seed)
     baseline_gcg, joined_gcg = family_dirs(p, "gcg")
     suffixes = found_suffixes(baseline_gcg if model == "baseline" else joined_gcg)
     if model not in suffixes:
@@ -192,12 +186,14 @@ BUILDERS = {
 def make_plan(family: str, p: Params, forget: pd.DataFrame, model: str) -> Plan:
     """The plan of `family` against `model` (baseline or steered), checked."""
     seed, n_eval = p.get("attack.seed"), p.get("attack.n_eval")
+    # the dev half (shots, GCG targets, training questions) and the scored test half, once
+    halves = pool_and_scored(forget, n_eval, seed)
     if family in ("fewshot", "icl"):
-        parts = _shots(family, p, forget, seed, n_eval)
+        parts = _shots(family, p, *halves, seed, n_eval)
     elif family == "generation":
-        parts = _generation(p, forget, seed, n_eval, model)
+        parts = _generation(p, *halves, seed, n_eval, model)
     else:
-        parts = BUILDERS[family](p, forget, seed, n_eval)
+        parts = BUILDERS[family](p, *halves, seed, n_eval)
     cfg, attack, inputs, extra, reference = parts
     eval_cfg, max_tokens = eval_config(p), p.get("attack.max_tokens")
     config = {"family": family, **asdict(cfg), "evaluation": asdict(eval_cfg)}
