@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[dev,lm-eval,ray]"
+	$(BIN)/python -m pip install -q -e ".[dev,lm-eval,ray,remote]"
 	touch $(DEV_STAMP)
 
 setup: $(DEV_STAMP)

@@ -12,6 +12,7 @@ import typer
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
 from sae_unlearn.activations.cache import CacheConfig, cache_corpus, summary_dict
+from sae_unlearn.activations.remote import check_store
 from sae_unlearn.activations.schema import CORPORA, REQUIRED_CORPORA
 from sae_unlearn.errors import UserError
 from sae_unlearn.io import write_json
@@ -91,6 +92,9 @@ def command(
     engine: str | None = typer.Option(None, help="local | ray (cache.engine)"),
     max_tokens: int | None = typer.Option(None, help="tokens per corpus (cache.max_tokens)"),
     dtype: str | None = typer.Option(None, help="float32 | float16 | bfloat16 (cache.dtype)"),
+    shards_url: str | None = typer.Option(
+        None, help="object store for the shards, e.g. s3://bucket/prefix (cache.shards_url)"
+    ),
     params: Path = ParamsOption,
 ) -> None:
     """Residual activations of every prepared corpus, streamed to parquet shards."""
@@ -105,7 +109,10 @@ def command(
         max_tokens=p.pick(max_tokens, "cache.max_tokens"),
         dtype=p.pick(dtype, "cache.dtype"),
         shard_batches=p.get("cache.shard_batches"),
+        shards_url=p.pick(shards_url, "cache.shards_url"),
     )
+    if cfg.shards_url:
+        check_store(cfg.shards_url)  # before the model forward
     run = {"local": cache_local, "ray": cache_ray}.get(p.pick(engine, "cache.engine"))
     if run is None:
         raise UserError(f"--engine={engine!r}: use local or ray (cache.engine)")

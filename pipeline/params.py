@@ -95,6 +95,7 @@ class CacheParams(Section):
     ray_workers: PositiveInt = 1  # model actors (one per GPU on a cluster)
     ray_gpus: float = Field(0.0, ge=0.0)  # GPUs per actor: 0 runs the actors on CPU
     dir: str = "data/cache"
+    shards_url: str | None = None  # null: shards in dir; a URL: shards there, manifests in dir
     metrics: str = "metrics/cache.json"
 
     @model_validator(mode="after")

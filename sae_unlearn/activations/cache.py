@@ -14,8 +14,9 @@ from tqdm.auto import tqdm
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from sae_unlearn.activations.layout import plan_shards, shard_name, write_manifest
+from sae_unlearn.activations.remote import corpus_store
 from sae_unlearn.activations.schema import check_dtype
-from sae_unlearn.activations.shards import write_shard
+from sae_unlearn.activations.shards import write_and_store
 from sae_unlearn.activations.tokenize import special_token_ids, tokenize_corpus
 from sae_unlearn.errors import UserError
 from sae_unlearn.io import atomic_dir
@@ -31,6 +32,8 @@ class CacheConfig:
     dtype: str = "float32"  # storage; readers upcast to float32
     # Whole batches per shard, so each shard's row groups are the batches the model ran.
     shard_batches: int = 64
+    # None: shards beside their manifests; a URL or absolute path: shards there (`remote`).
+    shards_url: str | None = None
 
     def __post_init__(self) -> None:
         check_dtype(self.dtype)
@@ -99,10 +102,12 @@ def cache_corpus(
     progress: bool = True,
 ) -> CacheSummary:
     """Run the model over `texts` and write the residuals of `cfg.layers` to the corpus
-    folder `out_path` (shards and manifest), replacing it whole only when all is written."""
+    folder `out_path` (shards and manifest, or the manifest alone with `cfg.shards_url`),
+    replacing it whole only when all is written."""
     meta = cache_meta(model_name, cfg.layers, hidden_size(model), corpus, cfg)
     sequences = tokenize_corpus(texts, tokenizer, cfg.seq_len, cfg.max_tokens)
     special = torch.tensor(special_token_ids(tokenizer), dtype=torch.long)
+    store = corpus_store(cfg.shards_url, corpus) if cfg.shards_url else None
     start = time.perf_counter()
     with atomic_dir(out_path) as tmp:
         shards = []
@@ -113,8 +118,8 @@ def cache_corpus(
             for index, (lo, hi) in enumerate(ranges):
                 out_file = tmp / shard_name(index)
                 args = (model, sequences[lo:hi], lo, special, meta, cfg.batch_size, out_file)
-                shards.append(write_shard(*args, on_batch=bar.update))
-        manifest = write_manifest(tmp, meta, shards)
+                shards.append(write_and_store(*args, store, on_batch=bar.update))
+        manifest = write_manifest(tmp, meta, shards, store)
     return summarise(corpus, manifest, time.perf_counter() - start)
 
 

@@ -68,13 +68,17 @@ def plan_shards(n_sequences: int, shard_sequences: int) -> list[tuple[int, int]]
     ]
 
 
-def write_manifest(folder: Path, meta: dict, shards: Sequence[ShardInfo]) -> dict:
-    """The manifest of the shards in `folder`, written last (it marks the folder complete).
-    No wall-clock field, so a rerun writes the same bytes."""
+def write_manifest(
+    folder: Path, meta: dict, shards: Sequence[ShardInfo], shards_url: str | None = None
+) -> dict:
+    """The manifest of the shards in `folder` (or, with `shards_url`, in that store: see
+    `remote`), written last (it marks the folder complete). No wall-clock field, so a rerun
+    writes the same bytes."""
     ordered = sorted(shards, key=lambda s: s.first_sequence)
     manifest = {
         "format": FORMAT,
         **meta,
+        **({"shards_url": shards_url} if shards_url else {}),
         "n_rows": sum(s.rows for s in ordered),
         "n_sequences": sum(s.n_sequences for s in ordered),
         "bytes": sum(s.bytes for s in ordered),
@@ -110,8 +114,12 @@ def read_manifest(path: str | Path) -> dict:
 
 
 def shard_paths(path: str | Path) -> list[Path]:
-    """The shard files of the corpus cache at `path`, in sequence order."""
-    return [Path(path) / s["file"] for s in read_manifest(path)["shards"]]
+    """The shard files of the corpus cache at `path`, in sequence order, when they sit beside
+    the manifest (`read.shard_dataset` reads either kind)."""
+    manifest = read_manifest(path)
+    if manifest.get("shards_url"):
+        raise CacheError(f"{path}'s shards are in {manifest['shards_url']}, not on this disk")
+    return [Path(path) / s["file"] for s in manifest["shards"]]
 
 
 def corpus_cache_paths(cache_dir: str | Path) -> dict[str, Path]:

@@ -10,7 +10,8 @@ local engine writes, a rerun replaces it whole (no shard is ever appended), and 
 interrupted run leaves only the temporary folder, which is removed.
 
 The shards are written into a temporary folder beside `out_path` by the actors themselves:
-on a cluster of several machines that folder must be on a file system every node mounts.
+on a cluster of several machines that folder must be on a file system every node mounts, or
+`cache.shards_url` names an object store each actor uploads its shards to (`remote`).
 Ray is imported here only, and this module only when `cache.engine` is `ray`, so the local
 engine needs none of it (`pip install "sae-unlearn[ray]"`). Ray ships the actor class to its
 workers with its own serialiser; nothing this project writes or reads is pickled.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +34,8 @@ import torch
 
 from sae_unlearn.activations.cache import CacheConfig, CacheSummary, cache_meta, summarise
 from sae_unlearn.activations.layout import ShardInfo, plan_shards, shard_name, write_manifest
-from sae_unlearn.activations.shards import write_shard
+from sae_unlearn.activations.remote import corpus_store
+from sae_unlearn.activations.shards import write_and_store
 from sae_unlearn.activations.tokenize import pack_sequences, special_token_ids
 from sae_unlearn.errors import UserError
 from sae_unlearn.io import atomic_dir
@@ -130,12 +133,17 @@ class CacheShards:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         infos = []
+        store = self.job["store"]
         for index, lo, hi in zip(batch["shard"], batch["first"], batch["end"], strict=True):
-            out_file = Path(self.job["folder"]) / shard_name(int(index))
+            # With a store, a node-local folder: the shard is uploaded and deleted at once.
+            folder = tempfile.mkdtemp(prefix="sae-unlearn-shard-") if store else self.job["folder"]
+            out_file = Path(folder) / shard_name(int(index))
             ids = self.sequences[int(lo) : int(hi)]
             meta, batch_size = self.job["meta"], self.job["batch_size"]
-            info = write_shard(self.model, ids, int(lo), self.special, meta, batch_size, out_file)
-            infos.append(json.dumps(asdict(info)))
+            args = (self.model, ids, int(lo), self.special, meta, batch_size, out_file)
+            infos.append(json.dumps(asdict(write_and_store(*args, store))))
+            if store:
+                os.rmdir(folder)
         return {"info": np.asarray(infos)}
 
 
@@ -187,9 +195,11 @@ def cache_corpus_ray(
             tokenizer.eos_token_id,
         )
         ranges = plan_shards(len(sequences), cfg.shard_sequences)
+        store = corpus_store(cfg.shards_url, corpus) if cfg.shards_url else None
         with atomic_dir(out_path) as tmp:
             job = {
                 "folder": str(tmp),
+                "store": store,
                 "meta": meta,
                 "batch_size": cfg.batch_size,
                 "special": special_token_ids(tokenizer),
@@ -206,7 +216,7 @@ def cache_corpus_ray(
                 num_gpus=ray_cfg.gpus_per_worker,
             )
             shards = [ShardInfo(**json.loads(row["info"])) for row in written.take_all()]
-            manifest = write_manifest(tmp, meta, shards)
+            manifest = write_manifest(tmp, meta, shards, store)
         return summarise(corpus, manifest, time.perf_counter() - start)
     finally:
         if started:

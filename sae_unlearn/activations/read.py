@@ -21,6 +21,7 @@ from sae_unlearn.activations.layout import (
     read_manifest,
     shard_paths,
 )
+from sae_unlearn.activations.remote import stored_shards
 from sae_unlearn.activations.schema import TOKEN_COLUMNS, decode_vectors, resid_column
 from sae_unlearn.errors import UserError
 
@@ -55,7 +56,12 @@ def check_caches(paths: Sequence[Path], layer: int, what: str = "sae.layer") -> 
 
 
 def shard_dataset(path: str | Path) -> ds.FileSystemDataset:
-    """The shards of the cache at `path` as one dataset, its fragments in the manifest's order."""
+    """The shards of the cache at `path` as one dataset, its fragments in the manifest's order:
+    beside the manifest, or streamed from the object store it names (`remote`)."""
+    manifest = read_manifest(path)
+    if manifest.get("shards_url"):
+        filesystem, paths = stored_shards(manifest, Path(path))
+        return ds.dataset(paths, filesystem=filesystem, format="parquet")
     return ds.dataset([str(p) for p in shard_paths(path)], format="parquet")
 
 

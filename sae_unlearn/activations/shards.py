@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from sae_unlearn.activations.layout import ShardInfo, describe_shard
+from sae_unlearn.activations.remote import publish_shard
 from sae_unlearn.activations.schema import (
     METADATA_KEY,
     cache_schema,
@@ -81,3 +82,21 @@ def write_shard(
     finally:
         writer.close()
     return describe_shard(out_file, sequences.numel(), first_sequence, len(sequences))
+
+
+def write_and_store(
+    model: nn.Module,
+    sequences: torch.Tensor,
+    first_sequence: int,
+    special: torch.Tensor,
+    meta: dict,
+    batch_size: int,
+    out_file: Path,
+    store_url: str | None,
+    on_batch: Callable[[int], object] | None = None,
+) -> ShardInfo:
+    """`write_shard`, then, with a `store_url`, the shard uploaded there and its local copy
+    removed (`remote.publish_shard`); both engines write through here."""
+    args = (model, sequences, first_sequence, special, meta, batch_size, out_file)
+    info = write_shard(*args, on_batch=on_batch)
+    return publish_shard(out_file, info, store_url) if store_url else info

@@ -111,3 +111,20 @@ def test_a_failed_ray_run_leaves_the_previous_cache(local_ray, tiny_model, tmp_p
         )
     assert files(out) == before
     assert sorted(os.listdir(tmp_path)) == ["forget", "forget_corpus.parquet", "model"]
+
+
+def test_ray_actors_upload_to_the_store_what_local_uploads(local_ray, tiny_model, tmp_path):
+    model, tokenizer = tiny_model
+    corpus = tmp_path / "forget_corpus.parquet"
+    pd.DataFrame({"text": CORPUS}).to_parquet(corpus)
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    cfg = CacheConfig(**{**CFG.__dict__, "shards_url": f"file://{tmp_path}/bucket"})
+    cache_corpus(model, tokenizer, CORPUS, "forget", cfg, tmp_path / "local", progress=False)
+    local_objects = files(tmp_path / "bucket" / "forget")
+    assert len(local_objects) == 4
+    two = RayConfig(workers=2)
+    cache_corpus_ray(model_dir, corpus, "forget", cfg, tmp_path / "ray", two, progress=False)
+    assert files(tmp_path / "ray") == files(tmp_path / "local")  # the manifest alone
+    assert files(tmp_path / "bucket" / "forget") == local_objects  # nothing added
