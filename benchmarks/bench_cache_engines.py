@@ -5,11 +5,17 @@ Each figure caches the forget corpus at one layer. The ray figures count from th
 parquet read to the manifest (documents tokenised, actors started and their model loaded,
 shards written); the local one from tokenising to the manifest, the model already loaded.
 Ray's own start (`ray.init`) is left out of both.
+
+`ray_peak_memory_mb` is the ray engine's memory: the peak RSS of the driver and of the largest
+model actor, the local engine's `cache_peak_memory_mb` (benchmarks/run.py) counterpart.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -76,3 +82,89 @@ def engine_speeds(
         out[f"ray_{workers}_workers_wall_s"] = round(time.perf_counter() - start, 1)
         out[f"ray_{workers}_workers_same_bytes_as_local"] = same
     return out
+
+
+# A model actor's process title, set by Ray: `ray::MapWorker(MapBatches(CacheShards)).submit`
+# (`.__init__` while it loads the model); idle workers read `ray::IDLE`, tokenising tasks
+# `ray::MapBatches(tokenize_documents)`.
+ACTOR_CLASS = "CacheShards"
+SAMPLE_S = 0.1
+
+
+def actor_peaks_kb(peaks: dict[int, int]) -> None:
+    """Record into `peaks` (pid -> kB) the VmHWM (peak RSS so far, from /proc) of every model
+    actor among this process's descendants; a local Ray's raylet, a child of the driver,
+    starts its workers, so another Ray on the machine is never counted."""
+    import psutil
+
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            title = " ".join(proc.cmdline())
+            if not (title.startswith("ray::") and ACTOR_CLASS in title):
+                continue
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except (psutil.Error, OSError):
+            continue  # exited between the listing and the read
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peaks[proc.pid] = max(peaks.get(proc.pid, 0), int(line.split()[1]))
+
+
+def ray_driver_memory(
+    n_tokens: int, folder: str, model_dir: str, corpus_file: str, layer: int, workers: int
+) -> None:
+    """Run in a fresh process by `ray_peak_memory_mb`: caches `n_tokens` with the ray engine
+    while a thread samples the actors' peaks, then prints the figures as one JSON line."""
+    import resource
+
+    from sae_unlearn.activations.ray_engine import RayConfig, cache_corpus_ray, start_ray
+
+    peaks: dict[int, int] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            actor_peaks_kb(peaks)
+            done.wait(SAMPLE_S)
+
+    ray_cfg = RayConfig(workers=workers)
+    cfg = CacheConfig(layers=(layer,), max_tokens=n_tokens, shard_batches=max(1, n_tokens // 4096))
+    start_ray(ray_cfg)
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        cache_corpus_ray(model_dir, corpus_file, "forget", cfg, folder, ray_cfg, progress=False)
+    finally:
+        done.set()
+        thread.join()
+    driver_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
+    out: dict = {"driver_mb": round(driver_kb / 1024, 1)}
+    if peaks:
+        out["worker_mb"] = round(max(peaks.values()) / 1024, 1)
+        out["actors_seen"] = len(peaks)
+    else:
+        out["worker_mb"] = (
+            f"not measured: no ray:: process running {ACTOR_CLASS} was seen under the driver "
+            f"(sampled every {SAMPLE_S} s)"
+        )
+    print(json.dumps(out))
+
+
+def ray_peak_memory_mb(
+    n_tokens: int, tmp: Path, model_dir: Path, corpus_file: Path, layer: int, workers: int = 1
+) -> dict:
+    """Peak RSS of the ray engine caching `n_tokens` from a fresh process: the driver's
+    (`ru_maxrss`) and the largest model actor's (its VmHWM, sampled every 0.1 s while the job
+    runs, so a peak reached in an actor's last 0.1 s would be missed)."""
+    if not Path("/proc/self/status").exists():
+        return {"driver_mb": "skipped: needs Linux /proc", "worker_mb": "skipped: needs /proc"}
+    args = (n_tokens, str(tmp / f"mem_ray_{n_tokens}"), str(model_dir), str(corpus_file))
+    code = (
+        "from benchmarks.bench_cache_engines import ray_driver_memory\n"
+        f"ray_driver_memory(*{args!r}, {layer}, {workers})\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -6,6 +6,7 @@ Runs on the embedded model prepared by `make run` (data/model) and the prepared 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import platform
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.bench_cache_engines import dtype_bytes, engine_speeds
+from benchmarks.bench_cache_engines import dtype_bytes, engine_speeds, ray_peak_memory_mb
 from sae_unlearn.activations import CacheConfig, cache_corpus, tokenize_corpus
 from sae_unlearn.evaluation import EvalConfig, evaluate_questions
 from sae_unlearn.io import write_json
@@ -215,6 +216,14 @@ def main() -> None:
         str(n): cache_peak_memory_mb(n, tmp),
         str(2 * n): cache_peak_memory_mb(2 * n, tmp),
     }
+    if importlib.util.find_spec("ray") is None:
+        ray_peak = "skipped: no module named 'ray' (pip install 'sae-unlearn[ray]')"
+    else:
+        say("ray engine peak memory: driver and model actor")
+        ray_peak = {
+            str(k): ray_peak_memory_mb(k, tmp, MODEL_DIR, FORGET_CORPUS, LAYER) for k in (n, 2 * n)
+        }
+    results["cache"]["ray_peak_rss_mb"] = ray_peak
     say("cache bytes per token by dtype; local and ray engines")
     results["cache"]["by_dtype"] = dtype_bytes(model, tokenizer, _texts(), tmp, LAYER, n)
     results["cache"]["engines"] = engine_speeds(
