@@ -164,7 +164,7 @@ def ray_peak_memory_mb(
         f"ray_driver_memory(*{args!r}, {layer}, {workers})\n"
     )
     root = Path(__file__).resolve().parent.parent
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    if out.returncode != 0:
+        raise RuntimeError(f"ray peak memory at {n_tokens} tokens failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
