@@ -128,7 +128,9 @@ def ray_driver_memory(
             done.wait(SAMPLE_S)
 
     ray_cfg = RayConfig(workers=workers)
-    cfg = CacheConfig(layers=(layer,), max_tokens=n_tokens, shard_batches=max(1, n_tokens // 4096))
+    # Shards of a fixed 4,096 tokens (2 batches of 16 x 128): 2N tokens means twice the
+    # shards, not bigger ones, so a flat figure says the actor frees each shard it writes.
+    cfg = CacheConfig(layers=(layer,), max_tokens=n_tokens, shard_batches=2)
     start_ray(ray_cfg)
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()

@@ -16,7 +16,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from sae_unlearn.activations.layout import plan_shards, shard_name, write_manifest
 from sae_unlearn.activations.remote import corpus_store
 from sae_unlearn.activations.schema import check_dtype
-from sae_unlearn.activations.shards import write_and_store
+from sae_unlearn.activations.shards import write_shard
 from sae_unlearn.activations.tokenize import special_token_ids, tokenize_corpus
 from sae_unlearn.errors import UserError
 from sae_unlearn.io import atomic_dir
@@ -118,7 +118,7 @@ def cache_corpus(
             for index, (lo, hi) in enumerate(ranges):
                 out_file = tmp / shard_name(index)
                 args = (model, sequences[lo:hi], lo, special, meta, cfg.batch_size, out_file)
-                shards.append(write_and_store(*args, store, on_batch=bar.update))
+                shards.append(write_shard(*args, store, on_batch=bar.update))
         manifest = write_manifest(tmp, meta, shards, store)
     return summarise(corpus, manifest, time.perf_counter() - start)
 

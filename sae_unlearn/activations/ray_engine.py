@@ -35,7 +35,7 @@ import torch
 from sae_unlearn.activations.cache import CacheConfig, CacheSummary, cache_meta, summarise
 from sae_unlearn.activations.layout import ShardInfo, plan_shards, shard_name, write_manifest
 from sae_unlearn.activations.remote import corpus_store
-from sae_unlearn.activations.shards import write_and_store
+from sae_unlearn.activations.shards import write_shard
 from sae_unlearn.activations.tokenize import pack_sequences, special_token_ids
 from sae_unlearn.errors import UserError
 from sae_unlearn.io import atomic_dir
@@ -141,7 +141,7 @@ class CacheShards:
             ids = self.sequences[int(lo) : int(hi)]
             meta, batch_size = self.job["meta"], self.job["batch_size"]
             args = (self.model, ids, int(lo), self.special, meta, batch_size, out_file)
-            infos.append(json.dumps(asdict(write_and_store(*args, store))))
+            infos.append(json.dumps(asdict(write_shard(*args, store))))
             if store:
                 os.rmdir(folder)
         return {"info": np.asarray(infos)}

@@ -43,11 +43,13 @@ def write_shard(
     meta: dict,
     batch_size: int,
     out_file: Path,
+    store_url: str | None = None,
     on_batch: Callable[[int], object] | None = None,
 ) -> ShardInfo:
     """Residuals of `meta["layers"]` for `sequences` `[n, seq_len]` (whose first is sequence
     `first_sequence` of the corpus) in `out_file`, one row group per `batch_size` sequences;
-    `on_batch(n)` after each batch of n sequences (a progress bar's update)."""
+    `on_batch(n)` after each batch of n sequences (a progress bar's update). With a
+    `store_url`, the shard is then uploaded there and its local copy removed (`remote`)."""
     layers, d_model, dtype, corpus = meta["layers"], meta["d_model"], meta["dtype"], meta["corpus"]
     schema = shard_schema(meta)
     device = next(model.parameters()).device
@@ -81,22 +83,5 @@ def write_shard(
                     on_batch(n)
     finally:
         writer.close()
-    return describe_shard(out_file, sequences.numel(), first_sequence, len(sequences))
-
-
-def write_and_store(
-    model: nn.Module,
-    sequences: torch.Tensor,
-    first_sequence: int,
-    special: torch.Tensor,
-    meta: dict,
-    batch_size: int,
-    out_file: Path,
-    store_url: str | None,
-    on_batch: Callable[[int], object] | None = None,
-) -> ShardInfo:
-    """`write_shard`, then, with a `store_url`, the shard uploaded there and its local copy
-    removed (`remote.publish_shard`); both engines write through here."""
-    args = (model, sequences, first_sequence, special, meta, batch_size, out_file)
-    info = write_shard(*args, on_batch=on_batch)
+    info = describe_shard(out_file, sequences.numel(), first_sequence, len(sequences))
     return publish_shard(out_file, info, store_url) if store_url else info

@@ -35,6 +35,17 @@ def local_ray():
     ray.shutdown()
 
 
+def ray_inputs(tiny_model, tmp_path):
+    """The corpus file and model folder the actors read (they load the model themselves)."""
+    model, tokenizer = tiny_model
+    corpus = tmp_path / "forget_corpus.parquet"
+    pd.DataFrame({"text": CORPUS}).to_parquet(corpus)
+    model_dir = tmp_path / "model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return corpus, model_dir
+
+
 def files(folder):
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
@@ -48,11 +59,7 @@ def sorted_rows(folder):
 
 def test_ray_writes_what_local_writes_and_reruns_replace(local_ray, tiny_model, tmp_path):
     model, tokenizer = tiny_model
-    corpus = tmp_path / "forget_corpus.parquet"
-    pd.DataFrame({"text": CORPUS}).to_parquet(corpus)
-    model_dir = tmp_path / "model"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    corpus, model_dir = ray_inputs(tiny_model, tmp_path)
     local = tmp_path / "local"
     cache_corpus(model, tokenizer, CORPUS, "forget", CFG, local, progress=False)
     out = tmp_path / "ray"
@@ -96,11 +103,7 @@ def test_the_stage_runs_the_ray_engine(local_ray, tiny_model_dir, tmp_path, monk
 
 def test_a_failed_ray_run_leaves_the_previous_cache(local_ray, tiny_model, tmp_path):
     model, tokenizer = tiny_model
-    corpus = tmp_path / "forget_corpus.parquet"
-    pd.DataFrame({"text": CORPUS}).to_parquet(corpus)
-    model_dir = tmp_path / "model"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    corpus, model_dir = ray_inputs(tiny_model, tmp_path)
     out = tmp_path / "forget"
     cache_corpus(model, tokenizer, CORPUS, "forget", CFG, out, progress=False)
     before = files(out)
@@ -115,11 +118,7 @@ def test_a_failed_ray_run_leaves_the_previous_cache(local_ray, tiny_model, tmp_p
 
 def test_ray_actors_upload_to_the_store_what_local_uploads(local_ray, tiny_model, tmp_path):
     model, tokenizer = tiny_model
-    corpus = tmp_path / "forget_corpus.parquet"
-    pd.DataFrame({"text": CORPUS}).to_parquet(corpus)
-    model_dir = tmp_path / "model"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    corpus, model_dir = ray_inputs(tiny_model, tmp_path)
     cfg = CacheConfig(**{**CFG.__dict__, "shards_url": f"file://{tmp_path}/bucket"})
     cache_corpus(model, tokenizer, CORPUS, "forget", cfg, tmp_path / "local", progress=False)
     local_objects = files(tmp_path / "bucket" / "forget")
