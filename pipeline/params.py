@@ -119,6 +119,7 @@ class SAETrainParams(Section):
     lr_warm_up_steps: NonNegativeInt = 0
     lr_decay_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     normalization: Literal[choices.SAE_NORMALIZATIONS] = "expected_average_only_in"
+    memory_tokens: PositiveInt = 1_000_000  # bigger caches stream through a buffer this size
     seed: int | None = None  # None: the top-level seed
 
     @model_validator(mode="after")

@@ -70,12 +70,30 @@ def num_row_groups(path: str | Path) -> int:
     return sum(fragment.num_row_groups for fragment in shard_dataset(path).get_fragments())
 
 
+def row_group_fragments(path: str | Path) -> list[ds.ParquetFileFragment]:
+    """Every row group of the cache at `path` as a fragment of its own, in sequence order
+    (the shards in the manifest's order, each shard's row groups in file order); each reads
+    only its row group, so a reader may take them in any order."""
+    return [g for f in shard_dataset(path).get_fragments() for g in f.split_by_row_group()]
+
+
 def row_groups(path: str | Path, columns: Sequence[str]) -> Iterator[pa.Table]:
-    """`columns` of the cache at `path`, one row group at a time, in sequence order: the
-    shards in the manifest's order, each shard's row groups in file order."""
-    for fragment in shard_dataset(path).get_fragments():
-        for group in fragment.split_by_row_group():
-            yield group.to_table(columns=list(columns))
+    """`columns` of the cache at `path`, one row group at a time, in sequence order."""
+    for group in row_group_fragments(path):
+        yield group.to_table(columns=list(columns))
+
+
+def group_tokens(
+    group: ds.ParquetFileFragment, layer: int, dtype: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One row group's non-special activations of `layer` (float32, `[n, d]`) and the
+    sequence id of each: `dtype` is the cache's storage dtype (its manifest's)."""
+    column = resid_column(layer)
+    table = group.to_table(columns=[column, "sequence_id", "is_special"])
+    acts = decode_vectors(table.column(column), table.num_rows, dtype)
+    sequences = torch.from_numpy(table.column("sequence_id").to_numpy().copy())
+    keep = ~torch.from_numpy(table.column("is_special").to_numpy(zero_copy_only=False).copy())
+    return acts[keep], sequences[keep]
 
 
 def read_tokens(path: str | Path) -> pa.Table:

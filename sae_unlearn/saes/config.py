@@ -62,6 +62,10 @@ class SAETrainConfig:
     lr_warm_up_steps: int = 0
     lr_decay_fraction: float = 0.2  # final fraction of steps with linear decay to 0
     normalization: str = "expected_average_only_in"
+    # Caches of up to this many tokens train in memory (every token loaded); bigger ones
+    # stream through a shuffle buffer of this many tokens (`stream`): memory then grows with
+    # this, not with the cache (about 3 x memory_tokens x d_model x 4 bytes at the peak).
+    memory_tokens: int = 1_000_000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -76,6 +80,12 @@ class SAETrainConfig:
             )
         if self.d_sae < 1 or self.batch_size < 1 or self.training_tokens < 1:
             raise UserError("sae.train.d_sae, batch_size and training_tokens must be positive")
+        if self.memory_tokens < 2 * self.batch_size:
+            raise UserError(
+                f"sae.train.memory_tokens={self.memory_tokens} is below two batches "
+                f"(2 x sae.train.batch_size = {2 * self.batch_size}); the shuffle buffer gives "
+                "out half of itself at a time: raise memory_tokens"
+            )
         if self.architecture in SAE_TOPK_ARCHITECTURES and not 1 <= self.k <= self.d_sae:
             raise UserError(f"sae.train.k={self.k} must be between 1 and d_sae={self.d_sae}")
         if not 0.0 <= self.held_out_fraction < 1.0:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 from sae_lens import SAE
 from tqdm.auto import tqdm
+
+# A source of `[n, d_in]` token batches that can be read more than once.
+Batches = Callable[[], Iterable[torch.Tensor]]
 
 
 def held_out_mask(sequence_ids: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
@@ -37,32 +40,45 @@ def split_held_out(
     return train_acts, eval_acts, "held_out"
 
 
+def tensor_batches(activations: torch.Tensor, batch_size: int = 4096) -> Batches:
+    """`activations` `[n, d_in]` as the batches `evaluate_batches` reads (twice)."""
+    return lambda: (
+        activations[lo : lo + batch_size] for lo in range(0, len(activations), batch_size)
+    )
+
+
 @torch.no_grad()
 def evaluate_sae(
     sae: SAE, activations: torch.Tensor, batch_size: int = 4096, progress: bool = False
 ) -> dict[str, float | int]:
-    """Reconstruction and sparsity of `sae` on `activations` `[n, d_in]`.
+    """`evaluate_batches` on in-memory `activations` `[n, d_in]`."""
+    return evaluate_batches(sae, tensor_batches(activations, batch_size), progress)
+
+
+@torch.no_grad()
+def evaluate_batches(sae: SAE, batches: Batches, progress: bool = False) -> dict[str, float | int]:
+    """Reconstruction and sparsity of `sae` on the tokens `batches()` yields, `[n, d_in]`
+    each time (called twice, so a cache too big for memory streams through).
 
     explained_variance = 1 - sum ||x - x_hat||^2 / sum ||x - mean(x)||^2 (pooled over
     tokens, as sae-lens logs it); l0 = mean active latents per token; dead_fraction =
     share of latents that never fire on these tokens.
     """
-    n = len(activations)
-    if n == 0:
-        raise ValueError("evaluate_sae needs at least one token")
     device = next(sae.parameters()).device
-    batches = range(0, n, batch_size)
     # Two passes in float64: residual norms are in the thousands, so the one-pass
     # sum(x^2) - n*mean^2 form would lose the variance to cancellation.
-    total = torch.zeros(activations.shape[1], dtype=torch.float64)
-    for lo in batches:
-        total += activations[lo : lo + batch_size].double().sum(0)
+    n, total = 0, None
+    for x in batches():
+        total = x.double().sum(0) if total is None else total + x.double().sum(0)
+        n += len(x)
+    if n == 0:
+        raise ValueError("evaluate_sae needs at least one token")
     mean = total / n
     sq_error = sq_total = 0.0
     active = 0
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=device)
-    for lo in tqdm(batches, desc="evaluate SAE", disable=not progress):
-        x = activations[lo : lo + batch_size].to(device)
+    for x in tqdm(batches(), desc="evaluate SAE", disable=not progress):
+        x = x.to(device)
         feats = sae.encode(x)
         x_hat = sae.decode(feats)
         sq_error += (x_hat.double() - x.double()).pow(2).sum().item()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -67,9 +68,10 @@ def _training_sae(cfg: SAETrainConfig, d_in: int) -> TrainingSAE:
 
 @torch.no_grad()
 def _init_b_dec_to_mean(
-    trainer: SAETrainer, activations: torch.Tensor, cfg: SAETrainConfig, n_batches: int
+    trainer: SAETrainer, mean: torch.Tensor, cfg: SAETrainConfig, n_batches: int
 ) -> None:
-    """Start the decoder bias at the data mean (in the scaled space the SAE trains in).
+    """Start the decoder bias at the data mean (`mean`, float64, in the raw space; scaled
+    here into the space the SAE trains in).
 
     Residual streams sit far from the origin (at layer 9 of Gemma 3 270M one dimension
     averages about 6,300 while tokens vary by about 1,500), and Adam moves b_dec by about
@@ -79,13 +81,12 @@ def _init_b_dec_to_mean(
     if cfg.normalization == "expected_average_only_in":
         # Estimated here, by sae-lens, instead of inside fit(), which then reuses it.
         trainer.activation_scaler.estimate_scaling_factor(
-            d_in=activations.shape[1],
+            d_in=len(mean),
             data_provider=trainer.data_provider,
             n_batches_for_norm_estimate=n_batches,
         )
         scale = trainer.activation_scaler.scaling_factor
-    mean = activations.double().mean(0) * scale
-    trainer.sae.b_dec.data.copy_(mean.to(trainer.sae.b_dec.dtype))
+    trainer.sae.b_dec.data.copy_((mean * scale).to(trainer.sae.b_dec.dtype))
 
 
 def to_inference_sae(training_sae: TrainingSAE, device: str = "cpu") -> SAE:
@@ -133,25 +134,53 @@ def calibrate_batchtopk_threshold(
     return float(threshold)
 
 
+@dataclass
+class TrainingData:
+    """What `fit_sae` needs of the training tokens, in memory or streamed."""
+
+    provider: Iterator[torch.Tensor]  # endless batches of `min(batch_size, n_tokens)`
+    n_tokens: int
+    mean: torch.Tensor  # float64 `[d_in]`: the decoder bias's start
+    calibration: torch.Tensor  # tokens the BatchTopK threshold is calibrated on
+
+
 def train_sae(
     activations: torch.Tensor,
     cfg: SAETrainConfig,
     device: str = "cpu",
     metadata: dict[str, Any] | None = None,
 ) -> SAE:
-    """Train an SAE with sae-lens' `SAETrainer` on in-memory activations `[n, d_in]`.
+    """Train an SAE with sae-lens' `SAETrainer` on in-memory activations `[n, d_in]`
+    (seeded epochs of shuffled batches; `stream.train_sae_streamed` for bigger caches)."""
+    if activations.ndim != 2:
+        raise ValueError(
+            f"activations must be [n_tokens, d_in], got shape {tuple(activations.shape)}"
+        )
+    activations = activations.float().contiguous()
+    batch_size = min(cfg.batch_size, len(activations))
+    data = TrainingData(
+        provider=shuffled_batches(activations, batch_size, cfg.seed),
+        n_tokens=len(activations),
+        mean=activations.double().mean(0),
+        calibration=activations,
+    )
+    return fit_sae(data, cfg, device, metadata)
+
+
+def fit_sae(
+    data: TrainingData,
+    cfg: SAETrainConfig,
+    device: str = "cpu",
+    metadata: dict[str, Any] | None = None,
+) -> SAE:
+    """Train with sae-lens' `SAETrainer` on `data.provider`.
 
     Deterministic for a given seed (on one device): the seed fixes the weight init and
     the batch order. Activations are rescaled to mean norm sqrt(d_in) during training
     (residual norms here are in the thousands) and the scale is folded back into the
     weights, so the returned SAE reads raw activations.
     """
-    if activations.ndim != 2:
-        raise ValueError(
-            f"activations must be [n_tokens, d_in], got shape {tuple(activations.shape)}"
-        )
-    activations = activations.float().contiguous()
-    n, d_in = activations.shape
+    n, d_in = data.n_tokens, len(data.mean)
     batch_size = min(cfg.batch_size, n)
     steps = max(1, cfg.training_tokens // batch_size)
     trainer_cfg = SAETrainerConfig(
@@ -179,11 +208,12 @@ def train_sae(
         training_sae = _training_sae(cfg, d_in)
         for key, value in (metadata or {}).items():
             training_sae.cfg.metadata[key] = value
-        provider = shuffled_batches(activations, batch_size, cfg.seed)
-        trainer = SAETrainer(cfg=trainer_cfg, sae=training_sae.to(device), data_provider=provider)
-        _init_b_dec_to_mean(trainer, activations, cfg, trainer_cfg.n_batches_for_norm_estimate)
+        trainer = SAETrainer(
+            cfg=trainer_cfg, sae=training_sae.to(device), data_provider=data.provider
+        )
+        _init_b_dec_to_mean(trainer, data.mean, cfg, trainer_cfg.n_batches_for_norm_estimate)
         trained = trainer.fit()
     sae = to_inference_sae(trained, device=device)
     if cfg.architecture == "batchtopk":
-        calibrate_batchtopk_threshold(sae, activations, cfg.k, cfg.seed)
+        calibrate_batchtopk_threshold(sae, data.calibration, cfg.k, cfg.seed)
     return sae

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from sae_lens import SAE
 
+from sae_unlearn.activations.cache import CacheConfig, cache_corpus
 from sae_unlearn.saes.train import train_sae
 from tests.saes.samples import FAST, D
+from tests.tiny import TRAINING_TEXT, tiny_gemma3, tiny_tokenizer
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -35,3 +39,17 @@ def sparse_data() -> torch.Tensor:
 @pytest.fixture(scope="package")
 def trained(sparse_data) -> SAE:
     return train_sae(sparse_data, FAST)
+
+
+@pytest.fixture(scope="package")
+def tiny_cache(tmp_path_factory) -> Path:
+    """Two corpus caches of a tiny Gemma 3 at layer 1: 12 sequences of 32 tokens each, in
+    row groups of 8 sequences (so 2 row groups a corpus)."""
+    cache_dir = tmp_path_factory.mktemp("cache")
+    tokenizer = tiny_tokenizer()
+    model = tiny_gemma3(len(tokenizer))
+    cfg = CacheConfig(layers=(1,), seq_len=32, batch_size=8, max_tokens=32 * 12)
+    texts = TRAINING_TEXT * 8
+    for corpus in ("forget", "retain"):
+        cache_corpus(model, tokenizer, texts, corpus, cfg, cache_dir / corpus)
+    return cache_dir

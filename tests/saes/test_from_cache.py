@@ -12,21 +12,7 @@ from sae_lens import SAE
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from sae_unlearn.activations.cache import CacheConfig, cache_corpus
 from tests.saes.samples import D, gemma_scope_like
-from tests.tiny import TRAINING_TEXT, tiny_gemma3, tiny_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory) -> Path:
-    cache_dir = tmp_path_factory.mktemp("cache")
-    tokenizer = tiny_tokenizer()
-    model = tiny_gemma3(len(tokenizer))
-    cfg = CacheConfig(layers=(1,), seq_len=32, batch_size=8, max_tokens=32 * 12)
-    texts = TRAINING_TEXT * 8
-    for corpus in ("forget", "retain"):
-        cache_corpus(model, tokenizer, texts, corpus, cfg, cache_dir / corpus)
-    return cache_dir
 
 
 @pytest.fixture
