@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from benchmarks.bench_cache_engines import dtype_bytes, engine_speeds, ray_peak_memory_mb
+from benchmarks.bench_train_memory import bench_train_memory
 from sae_unlearn.activations import CacheConfig, cache_corpus, tokenize_corpus
 from sae_unlearn.evaluation import EvalConfig, evaluate_questions
 from sae_unlearn.io import write_json
@@ -229,6 +230,8 @@ def main() -> None:
     results["cache"]["engines"] = engine_speeds(
         model, tokenizer, FORGET_CORPUS, MODEL_DIR, tmp, LAYER, 2 * n, log=say
     )
+    say("train-sae peak memory, in memory and streamed")
+    results["sae_memory"] = bench_train_memory(ROOT / "data" / "cache", LAYER, log=say)
     if SAE_DIR.exists() and CLAMP.exists():
         say("steered vs unsteered forward")
         results["steering"] = bench_steering(model, tokenizer)

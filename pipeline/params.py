@@ -104,6 +104,16 @@ class CacheParams(Section):
             raise ValueError(f"max_tokens={self.max_tokens} is below seq_len={self.seq_len}")
         return self
 
+    @model_validator(mode="after")
+    def _dir_is_the_local_folder_dvc_tracks(self) -> CacheParams:
+        if "://" in self.dir:
+            raise ValueError(
+                f"dir={self.dir!r} is a URL, but cache.dir is the local folder DVC tracks "
+                f"(the manifests); put the shards in the store with shards_url: {self.dir} "
+                "and keep dir: data/cache"
+            )
+        return self
+
 
 class SAETrainParams(Section):
     architecture: Literal[choices.SAE_ARCHITECTURES] = "batchtopk"

@@ -102,9 +102,12 @@ def to_inference_sae(training_sae: TrainingSAE, device: str = "cpu") -> SAE:
     return sae
 
 
-# Tokens the BatchTopK threshold is calibrated on: the pre-activations of this many tokens
-# (32,768 x d_sae floats, 0.5 GB at d_sae 4,096) are ranked at once.
+# Tokens the BatchTopK threshold is calibrated on, and how many are encoded at a time: the
+# cut-off is merged chunk by chunk, so memory holds one chunk's pre-activations (4,096 x d_sae
+# floats) and the k x 32,768 largest values, not all 32,768 x d_sae at once (2.5 GB at the
+# peak for d_sae 4,096, growing with d_sae).
 CALIBRATION_TOKENS = 32_768
+CALIBRATION_CHUNK = 4_096
 
 
 @torch.no_grad()
@@ -125,9 +128,15 @@ def calibrate_batchtopk_threshold(
     n = min(n_tokens, len(activations))
     sample = activations[torch.randperm(len(activations), generator=generator)[:n]]
     sample = sample.to(device=sae.W_enc.device, dtype=sae.W_enc.dtype)
-    pre = (sae.process_sae_in(sample) @ sae.W_enc + sae.b_enc).flatten()
-    n_kept = max(1, min(int(round(k * n)), pre.numel()))
-    cut = pre.topk(n_kept).values[-1]
+    n_kept = max(1, min(int(round(k * n)), n * sae.cfg.d_sae))
+    kept = sample.new_empty(0)
+    for lo in range(0, n, CALIBRATION_CHUNK):
+        pre = sae.process_sae_in(sample[lo : lo + CALIBRATION_CHUNK]) @ sae.W_enc + sae.b_enc
+        # The n_kept largest of all values are among the n_kept largest of the ones so far
+        # and the n_kept largest of this chunk: the cut-off is exactly the whole sample's.
+        candidates = torch.cat([kept, pre.flatten()])
+        kept = candidates.topk(min(n_kept, len(candidates))).values
+    cut = kept[n_kept - 1]
     # JumpReLU keeps pre > threshold; the largest float below the cut keeps the cut itself.
     threshold = torch.nextafter(cut, torch.tensor(float("-inf"), dtype=cut.dtype))
     sae.threshold.data.fill_(threshold.item())

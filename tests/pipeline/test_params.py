@@ -44,6 +44,12 @@ def test_wrong_type_and_value_named(tmp_path):
     assert "`evaluate.format`" in message and "'cloze'" in message
 
 
+def test_a_url_as_cache_dir_points_to_shards_url(tmp_path):
+    message = refusal(tmp_path, {"cache": {"dir": "s3://bucket/cache"}})
+    assert "cache.dir is the local folder DVC tracks" in message
+    assert "shards_url: s3://bucket/cache" in message and "dir: data/cache" in message
+
+
 def test_get_and_pick_read_dotted_keys(tmp_path):
     params = load(tmp_path, {"select": {"top_k": 7}, "seed": 3})
     assert params.get("select.top_k") == 7

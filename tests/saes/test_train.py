@@ -75,3 +75,19 @@ def test_batchtopk_calibration_sample_is_seeded(sparse_data):
     other = calibrate_batchtopk_threshold(sae, sparse_data, 4, seed=1, n_tokens=256)
     assert first == again and first != other
     assert float(sae.threshold.detach()[0]) == other
+
+
+def test_batchtopk_calibration_in_chunks_finds_the_whole_sample_cut(sparse_data, monkeypatch):
+    """Chunk by chunk (here 100 tokens at a time, so 21 chunks), the threshold still passes
+    exactly k latents per token over the 2,048 calibration tokens, as ranking them all at
+    once does (the count done by hand)."""
+    import sae_unlearn.saes.train as train_module
+
+    sae = train_sae(sparse_data, replace(FAST, architecture="batchtopk", training_tokens=1280))
+    whole = calibrate_batchtopk_threshold(sae, sparse_data, 3, seed=0)
+    monkeypatch.setattr(train_module, "CALIBRATION_CHUNK", 100)
+    chunked = calibrate_batchtopk_threshold(sae, sparse_data, 3, seed=0)
+    assert chunked == whole
+    with torch.no_grad():
+        pre = (sparse_data - sae.b_dec) @ sae.W_enc + sae.b_enc
+    assert int((pre > chunked).sum()) == 3 * len(sparse_data)
