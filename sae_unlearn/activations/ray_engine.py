@@ -19,6 +19,7 @@ workers with its own serialiser; nothing this project writes or reads is pickled
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -135,15 +136,18 @@ class CacheShards:
         infos = []
         store = self.job["store"]
         for index, lo, hi in zip(batch["shard"], batch["first"], batch["end"], strict=True):
-            # With a store, a node-local folder: the shard is uploaded and deleted at once.
-            folder = tempfile.mkdtemp(prefix="sae-unlearn-shard-") if store else self.job["folder"]
-            out_file = Path(folder) / shard_name(int(index))
-            ids = self.sequences[int(lo) : int(hi)]
-            meta, batch_size = self.job["meta"], self.job["batch_size"]
-            args = (self.model, ids, int(lo), self.special, meta, batch_size, out_file)
-            infos.append(json.dumps(asdict(write_shard(*args, store))))
-            if store:
-                os.rmdir(folder)
+            with contextlib.ExitStack() as stack:
+                # With a store, a node-local folder: the shard is uploaded and deleted at once.
+                folder = (
+                    stack.enter_context(tempfile.TemporaryDirectory(prefix="sae-unlearn-"))
+                    if store
+                    else self.job["folder"]
+                )
+                out_file = Path(folder) / shard_name(int(index))
+                ids = self.sequences[int(lo) : int(hi)]
+                meta, batch_size = self.job["meta"], self.job["batch_size"]
+                args = (self.model, ids, int(lo), self.special, meta, batch_size, out_file)
+                infos.append(json.dumps(asdict(write_shard(*args, store))))
         return {"info": np.asarray(infos)}
 
 

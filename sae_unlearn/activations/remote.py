@@ -85,24 +85,26 @@ def publish_shard(local_file: Path, info: ShardInfo, store_url: str) -> ShardInf
 def stored_shards(manifest: dict, manifest_folder: Path) -> tuple[Any, list[str]]:
     """`(filesystem, paths)` of the shards a remote manifest lists, after checking each is
     in the store with the size the manifest records (a missing or partial upload, a bucket
-    cleaned by hand, credentials that cannot list it)."""
+    cleaned by hand, credentials that cannot list it). One listing of the corpus's folder,
+    not a request per shard (a 100M-token cache has hundreds)."""
     url = manifest["shards_url"]
-    fs, root = store_filesystem(url, what=f"shards_url in {manifest_folder}/manifest.json")
-    paths = [f"{root.rstrip('/')}/{s['file']}" for s in manifest["shards"]]
-    for shard, path in zip(manifest["shards"], paths, strict=True):
-        try:
-            size = fs.size(path)
-        except FileNotFoundError:
-            size = None
-        except Exception as exc:
-            raise CacheError(
-                f"{url}/{shard['file']} (listed in {manifest_folder}/manifest.json) cannot be "
-                f"read ({type(exc).__name__}: {exc}); check your credentials for the bucket"
-            ) from exc
+    where = f"{manifest_folder}/manifest.json"
+    fs, root = store_filesystem(url, what=f"shards_url in {where}")
+    root = root.rstrip("/")
+    try:
+        listed = fs.ls(root, detail=True) if fs.exists(root) else []
+    except Exception as exc:
+        raise CacheError(
+            f"{url} (named in {where}) cannot be listed ({type(exc).__name__}: {exc}); "
+            "check your credentials for the bucket"
+        ) from exc
+    sizes = {entry["name"].rstrip("/").rsplit("/", 1)[-1]: entry["size"] for entry in listed}
+    for shard in manifest["shards"]:
+        size = sizes.get(shard["file"])
         if size != shard["bytes"]:
             found = "is missing" if size is None else f"has {size} bytes, not {shard['bytes']}"
             raise CacheError(
-                f"{url}/{shard['file']} (listed in {manifest_folder}/manifest.json) {found}; "
-                "rerun `sae-unlearn cache` to write it again"
+                f"{url}/{shard['file']} (listed in {where}) {found}; rerun `sae-unlearn cache` "
+                "to write it again"
             )
-    return fs, paths
+    return fs, [f"{root}/{shard['file']}" for shard in manifest["shards"]]
