@@ -13,17 +13,23 @@ from tqdm.auto import tqdm
 Batches = Callable[[], Iterable[torch.Tensor]]
 
 
-def held_out_mask(sequence_ids: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
-    """Hold out whole sequences: tokens of one sequence share context, so a per-token
-    split would let the SAE see near-copies of its evaluation tokens."""
-    unique = torch.unique(sequence_ids)
-    n_held = round(fraction * len(unique))
-    if fraction > 0 and len(unique) > 1:
-        n_held = min(max(n_held, 1), len(unique) - 1)
+def held_out_sequences(unique_ids: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """The held-out share of the sorted distinct sequence ids `unique_ids`: whole sequences,
+    since tokens of one sequence share context, so a per-token split would let the SAE see
+    near-copies of its evaluation tokens. At least one and not all when `fraction` > 0."""
+    n_held = round(fraction * len(unique_ids))
+    if fraction > 0 and len(unique_ids) > 1:
+        n_held = min(max(n_held, 1), len(unique_ids) - 1)
     else:
         n_held = 0
-    order = torch.randperm(len(unique), generator=torch.Generator().manual_seed(seed))
-    return torch.isin(sequence_ids, unique[order[:n_held]])
+    order = torch.randperm(len(unique_ids), generator=torch.Generator().manual_seed(seed))
+    return unique_ids[order[:n_held]]
+
+
+def held_out_mask(sequence_ids: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Which tokens (by their sequence ids) belong to the held-out sequences."""
+    held = held_out_sequences(torch.unique(sequence_ids), fraction, seed)
+    return torch.isin(sequence_ids, held)
 
 
 def split_held_out(

@@ -23,11 +23,11 @@ from sae_lens import SAE
 from sae_unlearn.activations.read import (
     cache_metadata,
     group_tokens,
-    read_tokens,
     row_group_fragments,
+    row_groups,
 )
 from sae_unlearn.saes.config import SAETrainConfig
-from sae_unlearn.saes.quality import held_out_mask
+from sae_unlearn.saes.quality import held_out_sequences
 from sae_unlearn.saes.train import CALIBRATION_TOKENS, TrainingData, fit_sae
 
 
@@ -40,16 +40,18 @@ class CorpusSplit:
 
 
 def split_sequences(paths: Sequence[Path], fraction: float, seed: int) -> list[CorpusSplit]:
-    """The held-out sequences of each corpus, from its token columns alone: the same draw as
-    `quality.split_held_out` makes over the loaded activations (per corpus, `seed + i`)."""
+    """The held-out sequences of each corpus: the same draw as `quality.split_held_out`
+    makes over the loaded activations (per corpus, `seed + i`), from the distinct sequence
+    ids of its non-special tokens, gathered row group by row group (two small columns)."""
     splits = []
     for i, path in enumerate(paths):
-        tokens = read_tokens(path)
-        sequences = torch.from_numpy(tokens.column("sequence_id").to_numpy().copy())
-        special = tokens.column("is_special").to_numpy(zero_copy_only=False)
-        sequences = sequences[~torch.from_numpy(special.copy())]
-        held = sequences[held_out_mask(sequences, fraction, seed + i)]
-        splits.append(CorpusSplit(Path(path), torch.unique(held)))
+        per_group = [torch.empty(0, dtype=torch.int32)]
+        for table in row_groups(path, ["sequence_id", "is_special"]):
+            sequences = torch.from_numpy(table.column("sequence_id").to_numpy().copy())
+            special = table.column("is_special").to_numpy(zero_copy_only=False).copy()
+            per_group.append(torch.unique(sequences[~torch.from_numpy(special)]))
+        distinct = torch.unique(torch.cat(per_group))
+        splits.append(CorpusSplit(Path(path), held_out_sequences(distinct, fraction, seed + i)))
     return splits
 
 
