@@ -360,3 +360,23 @@ def test_team_shares_cache_through_remote(tiny_repo, tmp_path):
     assert "changed" not in status and "up to date" in status
     dry = run(["dvc", "repro", "--dry"], clone)
     assert "cache" not in ran_stages(dry)
+
+
+def test_shards_in_a_store_leave_manifests_to_dvc_and_the_same_sae(tiny_repo, tmp_path):
+    """Last in this module: the experiment leaves its params in the workspace. With
+    cache.shards_url the cache stage's DVC output holds manifests only, the shards sit in
+    the store, and train-sae, streaming them from there, trains the SAE it trained before."""
+    repo, *_ = tiny_repo
+    before = output_hashes(repo)
+    bucket = tmp_path / "bucket"
+    out = run(["dvc", "exp", "run", "-S", f"cache.shards_url={bucket}", "train-sae"], repo)
+    assert {"cache", "train-sae"} <= ran_stages(out)
+    for corpus in ("forget", "retain", "retain_near"):
+        assert [p.name for p in (repo / "data/cache" / corpus).iterdir()] == ["manifest.json"]
+        manifest = json.loads((repo / "data/cache" / corpus / "manifest.json").read_text())
+        assert manifest["shards_url"] == f"{bucket}/{corpus}"
+        stored = sorted(p.name for p in (bucket / corpus).iterdir())
+        assert stored == sorted(s["file"] for s in manifest["shards"])
+    after = output_hashes(repo)
+    assert after["data/cache"] != before["data/cache"]  # the manifests alone
+    assert after["data/sae"] == before["data/sae"]  # the same activations, the same SAE
