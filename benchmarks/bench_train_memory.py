@@ -6,10 +6,10 @@ memory, not the SAE, is measured; the evaluation on the held-out tokens is inclu
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from benchmarks.processes import peak_rss_mb
 
 STREAM_BUFFER = 16_384  # tokens: well under N, so the streamed run never holds a corpus
 
@@ -17,7 +17,6 @@ STREAM_BUFFER = 16_384  # tokens: well under N, so the streamed run never holds 
 def train_peak_memory_mb(paths: list[Path], layer: int, memory_tokens: int) -> float:
     """Peak RSS (MB) of a fresh process running train-sae's training and evaluation."""
     code = (
-        "import resource\n"
         "from pathlib import Path\n"
         "from sae_unlearn.saes.config import SAETrainConfig\n"
         "from sae_unlearn.saes.from_cache import layer_sae_metrics, train_on_cache\n"
@@ -25,13 +24,8 @@ def train_peak_memory_mb(paths: list[Path], layer: int, memory_tokens: int) -> f
         "cfg = SAETrainConfig(architecture='batchtopk', training_tokens=10_240, "
         f"memory_tokens={memory_tokens})\n"
         f"layer_sae_metrics(train_on_cache(paths, {layer}, cfg), progress=False)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
-    root = Path(__file__).resolve().parent.parent
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
-    if out.returncode != 0:
-        raise RuntimeError(f"train-sae memory run failed:\n{out.stderr[-4000:]}")
-    return round(int(out.stdout.strip().splitlines()[-1]) / 1024, 1)
+    return peak_rss_mb(code, "train-sae memory run")
 
 
 def bench_train_memory(cache_dir: Path, layer: int, log: Callable[[str], None] = print) -> dict:

@@ -10,7 +10,6 @@ import importlib.util
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 from benchmarks.bench_cache_engines import dtype_bytes, engine_speeds, ray_peak_memory_mb
 from benchmarks.bench_train_memory import bench_train_memory
+from benchmarks.processes import peak_rss_mb
 from sae_unlearn.activations import CacheConfig, cache_corpus, tokenize_corpus
 from sae_unlearn.evaluation import EvalConfig, evaluate_questions
 from sae_unlearn.io import write_json
@@ -81,8 +81,8 @@ def bench_cache(model, tokenizer, tmp: Path, n_tokens: int = 16 * 128 * 6) -> di
 def cache_peak_memory_mb(n_tokens: int, tmp: Path) -> float:
     """Peak RSS of a fresh process that caches n_tokens (the cache stage's work)."""
     code = (
-        "import resource, sys, pandas as pd\n"
-        "from sae_unlearn.models import capture_residuals, load_model, run_to_layers\n"
+        "import pandas as pd\n"
+        "from sae_unlearn.models import load_model\n"
         "from sae_unlearn.activations import CacheConfig, cache_corpus\n"
         f"m, t = load_model({str(MODEL_DIR)!r})\n"
         f"texts = pd.read_parquet({str(FORGET_CORPUS)!r})['text'].tolist()\n"
@@ -90,10 +90,8 @@ def cache_peak_memory_mb(n_tokens: int, tmp: Path) -> float:
         f"max_tokens={n_tokens})\n"
         f"cache_corpus(m, t, texts, 'forget', cfg, {str(tmp / f'mem_{n_tokens}')!r}, "
         "progress=False)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return round(int(out.stdout.strip().splitlines()[-1]) / 1024, 1)
+    return peak_rss_mb(code, f"caching {n_tokens} tokens")
 
 
 def bench_steering(model, tokenizer) -> dict:

@@ -83,6 +83,11 @@ def row_groups(path: str | Path, columns: Sequence[str]) -> Iterator[pa.Table]:
         yield group.to_table(columns=list(columns))
 
 
+def non_special(table: pa.Table) -> torch.Tensor:
+    """Which rows of a row group's table hold a token other than a special one (BOS, pad)."""
+    return ~torch.from_numpy(table.column("is_special").to_numpy(zero_copy_only=False).copy())
+
+
 def group_tokens(
     group: ds.ParquetFileFragment, layer: int, dtype: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +97,7 @@ def group_tokens(
     table = group.to_table(columns=[column, "sequence_id", "is_special"])
     acts = decode_vectors(table.column(column), table.num_rows, dtype)
     sequences = torch.from_numpy(table.column("sequence_id").to_numpy().copy())
-    keep = ~torch.from_numpy(table.column("is_special").to_numpy(zero_copy_only=False).copy())
+    keep = non_special(table)
     return acts[keep], sequences[keep]
 
 
@@ -118,7 +123,7 @@ def iter_activations(
         acts = decode_vectors(table.column(column), n, dtype)
         rows = torch.arange(offset, offset + n)
         if not include_special:
-            keep = ~torch.from_numpy(table.column("is_special").to_numpy(zero_copy_only=False))
+            keep = non_special(table)
             acts, rows = acts[keep], rows[keep]
         offset += n
         yield acts, rows

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from sae_lens import SAE
 
 from sae_unlearn.activations.read import cache_metadata, read_layer_with_sequences
@@ -23,7 +24,12 @@ from sae_unlearn.saes.quality import (
     split_held_out,
     tensor_batches,
 )
-from sae_unlearn.saes.stream import CacheStream, split_sequences, train_sae_streamed
+from sae_unlearn.saes.stream import (
+    CacheStream,
+    CorpusSplit,
+    split_sequences,
+    train_sae_streamed,
+)
 from sae_unlearn.saes.train import train_sae
 
 
@@ -58,7 +64,6 @@ def train_on_cache(
         "source": "train",
         "trained_architecture": cfg.architecture,
     }
-    start = time.perf_counter()
     if cached_tokens(cache_paths) > cfg.memory_tokens:
         splits = split_sequences(cache_paths, cfg.held_out_fraction, cfg.seed)
         stream = CacheStream(splits, layer)
@@ -86,7 +91,8 @@ def load_for_cache(
     (streamed from the cache, whatever its size)."""
     sae = load_sae(src, device=device)
     warn_if_other_layer(sae, layer, src.origin)
-    stream = CacheStream(split_sequences(cache_paths, 0.0, 0), layer)
+    nothing_held_out = torch.empty(0, dtype=torch.int32)
+    stream = CacheStream([CorpusSplit(Path(p), nothing_held_out) for p in cache_paths], layer)
     info = {
         "layer": layer,
         "source": src.source,

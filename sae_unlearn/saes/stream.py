@@ -23,6 +23,7 @@ from sae_lens import SAE
 from sae_unlearn.activations.read import (
     cache_metadata,
     group_tokens,
+    non_special,
     row_group_fragments,
     row_groups,
 )
@@ -48,8 +49,7 @@ def split_sequences(paths: Sequence[Path], fraction: float, seed: int) -> list[C
         per_group = [torch.empty(0, dtype=torch.int32)]
         for table in row_groups(path, ["sequence_id", "is_special"]):
             sequences = torch.from_numpy(table.column("sequence_id").to_numpy().copy())
-            special = table.column("is_special").to_numpy(zero_copy_only=False).copy()
-            per_group.append(torch.unique(sequences[~torch.from_numpy(special)]))
+            per_group.append(torch.unique(sequences[non_special(table)]))
         distinct = torch.unique(torch.cat(per_group))
         splits.append(CorpusSplit(Path(path), held_out_sequences(distinct, fraction, seed + i)))
     return splits
@@ -61,11 +61,10 @@ class CacheStream:
 
     def __init__(self, splits: Sequence[CorpusSplit], layer: int) -> None:
         self.layer = layer
-        self.units = [
-            (split, group, cache_metadata(split.path)["dtype"])
-            for split in splits
-            for group in row_group_fragments(split.path)
-        ]
+        self.units = []
+        for split in splits:
+            dtype = cache_metadata(split.path)["dtype"]
+            self.units += [(split, group, dtype) for group in row_group_fragments(split.path)]
         # Nothing held out anywhere: the evaluation falls back to the training tokens.
         self.has_held_out = any(len(split.held_out) for split in splits)
 
