@@ -211,7 +211,7 @@ class ReportParams(Section):
 
 class GCGParams(Section):
     n_questions: PositiveInt = 3
-    eval_every: PositiveInt = 4  # the budget curve: accuracy every this many steps
+    eval_every: PositiveInt = 8  # the budget curve: accuracy every this many steps
     per_question: bool = False  # also one suffix per target question
     num_steps: NonNegativeInt = 8
     search_width: PositiveInt = 16
@@ -264,7 +264,7 @@ class RelearnParams(Section):
     seq_len: PositiveInt = 128
     batch_size: PositiveInt = 2
     steps: NonNegativeInt = 4
-    eval_every: PositiveInt = 2
+    eval_every: PositiveInt = 4
     lr: float = Field(1e-3, gt=0)
     lora_rank: PositiveInt = 8
     top_layers: PositiveInt = 2

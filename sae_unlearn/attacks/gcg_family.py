@@ -33,7 +33,7 @@ from sae_unlearn.steering import ClampHook
 class GCGAttackConfig:
     search: GCGConfig = field(default_factory=GCGConfig)  # the optimiser (nanoGCG's knobs)
     n_questions: int = 3  # dev-half forget questions one suffix is optimised over
-    eval_every: int = 4  # the budget curve: accuracy with the suffix every this many steps
+    eval_every: int = 8  # the budget curve: accuracy with the suffix every this many steps
     per_question: bool = False  # also one suffix per target question (n_questions runs)
     seed: int = 0
 

@@ -55,10 +55,19 @@ def allowed_token_mask(tokenizer: PreTrainedTokenizerBase, vocab_size: int, allo
     decode to printable ASCII (nanoGCG's rule), which also keeps newlines out."""
     ok = torch.zeros(vocab_size, dtype=torch.bool)
     n = min(vocab_size, len(tokenizer))
-    texts = tokenizer.batch_decode([[i] for i in range(n)])
-    for i, text in enumerate(texts):
-        if text and (allow_non_ascii or (text.isascii() and text.isprintable())):
-            ok[i] = True
+    single = [[i] for i in range(n)]
+    # The Rust backend decodes the 262k single tokens in 0.6 s where `batch_decode` loops in
+    # Python for 2.6 s; it skips only the clean-up of spaces before punctuation, which never
+    # makes a text empty, non-ASCII or unprintable.
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    texts = backend.decode_batch(single) if backend is not None else tokenizer.batch_decode(single)
+    ok[:n] = torch.tensor(
+        [
+            bool(text) and (allow_non_ascii or (text.isascii() and text.isprintable()))
+            for text in texts
+        ],
+        dtype=torch.bool,
+    )
     banned = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
     for i in banned:
         if 0 <= i < vocab_size:

@@ -42,7 +42,7 @@ class RelearnConfig:
     seq_len: int = 128
     batch_size: int = 2
     steps: int = 4
-    eval_every: int = 2
+    eval_every: int = 4
     lr: float = 1e-3
     lora_rank: int = 8
     top_layers: int = 2  # top_layers: the last this many blocks are trained

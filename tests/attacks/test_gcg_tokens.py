@@ -16,6 +16,22 @@ def test_allowed_tokens_exclude_special_and_non_ascii(tiny_model):
         assert text.isascii() and text.isprintable()
 
 
+def test_allowed_tokens_are_exactly_the_printable_ascii_ones(tiny_model):
+    """Every token is checked both ways against transformers' own `decode`, one at a time."""
+    _, tokenizer = tiny_model
+    allowed = allowed_token_mask(tokenizer, len(tokenizer), allow_non_ascii=False)
+    special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
+    expected = [
+        i not in special and bool(t) and t.isascii() and t.isprintable()
+        for i, t in ((i, tokenizer.decode([i])) for i in range(len(tokenizer)))
+    ]
+    assert allowed.tolist() == expected
+    assert 0 < sum(expected) < len(expected)
+    with_non_ascii = allowed_token_mask(tokenizer, len(tokenizer), allow_non_ascii=True)
+    assert with_non_ascii.sum() >= allowed.sum()
+    assert not with_non_ascii[sorted(special)].any()
+
+
 def test_gcg_prompts_reassemble_the_evaluation_prompt(tiny_model):
     _, tokenizer = tiny_model
     q = questions(2)
