@@ -10,19 +10,29 @@ TORCH_SPEC ?= torch==2.13.0
 # tested against the local one), which `make run` never imports.
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+# The versions the tests passed on (scripts/write_constraints.py says why); torch is left to
+# TORCH_SPEC. `make constraints` resolves them afresh.
+CONSTRAINTS := constraints.txt
+EXTRAS := dev,lm-eval,ray,remote
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean constraints
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e .
 	touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e ".[dev,lm-eval,ray,remote]"
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 	touch $(DEV_STAMP)
+
+constraints:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --dry-run --ignore-installed \
+		--report $(VENV)/resolve.json -e ".[$(EXTRAS)]" "$(TORCH_SPEC)"
+	$(BIN)/python scripts/write_constraints.py $(VENV)/resolve.json $(CONSTRAINTS)
 
 setup: $(DEV_STAMP)
 
