@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "sae-unlearn"
 UNPINNED = {"torch"}  # the machine's build, TORCH_SPEC
@@ -28,17 +30,13 @@ HEADER = """\
 """
 
 
-def normalised(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
-
-
 def pins(report: dict) -> list[str]:
     """`name==version` for every package the resolve installs, the project and torch left
     out, sorted by name."""
     out = {}
     for item in report["install"]:
         meta = item["metadata"]
-        name = normalised(meta["name"])
+        name = canonicalize_name(meta["name"])
         if name != PROJECT and name not in UNPINNED:
             out[name] = meta["version"]
     return [f"{name}=={version}" for name, version in sorted(out.items())]
