@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -137,5 +138,23 @@ def prepare_model(cfg: ModelConfig, out_dir: str | Path) -> Path:
     model, tokenizer = load_model(cfg.name, cfg.dtype, device="cpu")
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)
     return Path(out_dir)
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
+    """`save_pretrained`, with the added tokens listed in tokenizer_config.json as well.
+
+    transformers 5 leaves them out for a tokenizers-backed tokenizer, and on loading then
+    parses tokenizer.json a second time only to find them: for Gemma's 262k-token vocabulary
+    (33 MB of JSON) that is 0.65 of the 1.9 s every stage spends loading its tokenizer. The
+    listed tokens are the ones that parse would find, so the loaded tokenizer is the same.
+    """
+    tokenizer.save_pretrained(out_dir)
+    config_path = Path(out_dir) / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["added_tokens_decoder"] = {
+        str(index): token.__getstate__()
+        for index, token in sorted(tokenizer.added_tokens_decoder.items())
+    }
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", "utf-8")
