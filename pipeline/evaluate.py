@@ -76,7 +76,10 @@ def run_evaluation(
     with record_run_time():
         model, tokenizer = load_model(str(model_dir), p.get("model.dtype"))
         hook = load_clamp_hook(model, sae_dir, clamp) if clamp is not None else None
-        results, metrics = evaluate_sets(model, tokenizer, sets, cfg, hook, progress=True)
+        # The baseline's results of the questions the hook leaves alone are the steered ones.
+        results, metrics = evaluate_sets(
+            model, tokenizer, sets, cfg, hook, progress=True, baseline=known
+        )
         if mark_known:
             add_baseline_known(model, tokenizer, sets, results, metrics, cfg, progress=True)
         elif known is not None:

@@ -1,6 +1,6 @@
-"""Model calls shared by scoring, GCG and generation: the decoder's final hidden states and
-the LM head applied only where logits are needed (Gemma 3's 262k-token unembedding would
-otherwise dominate cost and memory)."""
+"""Model calls shared by scoring, GCG and generation: the decoder's final hidden states (also
+in two halves, split after one block), and the LM head applied only where logits are needed
+(Gemma 3's 262k-token unembedding would otherwise dominate cost and memory)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import inspect
 import torch
 from torch import nn
 from transformers import DynamicCache
+
+from sae_unlearn.models import capture_residuals, decoder_layers, run_to_layers
 
 
 def decoder(model: nn.Module) -> nn.Module:
@@ -26,6 +28,54 @@ def final_hidden(base: nn.Module, cache: DynamicCache | None = None, **inputs) -
     """Last hidden states of the decoder `base`, extending `cache` when one is given."""
     out = base(**inputs, **{_cache_key(base): cache}, use_cache=cache is not None)
     return out.last_hidden_state
+
+
+def hidden_after_block(
+    base: nn.Module, block: int, cache: DynamicCache | None = None, **inputs
+) -> torch.Tensor:
+    """The residual stream after decoder block `block` (after any hook on it, which runs), the
+    blocks after it and the final norm skipped; extends `cache` in the blocks it runs."""
+    with capture_residuals(base, [block], stop_after_last=True) as captured:
+        return run_to_layers(base, captured, **inputs, **{_cache_key(base): cache})[block]
+
+
+class _Skipped(nn.Module):
+    """Stands in for a decoder block before the one whose output is known: passes it on."""
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return hidden_states
+
+
+class _Known(nn.Module):
+    """Stands in for the decoder block whose output is known (transformers 5 blocks return a
+    tensor)."""
+
+    def __init__(self, output: torch.Tensor):
+        super().__init__()
+        self.output = output
+
+    def forward(self, hidden_states: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return self.output
+
+
+def final_hidden_after_block(
+    base: nn.Module, block: int, after: torch.Tensor, cache: DynamicCache | None = None, **inputs
+) -> torch.Tensor:
+    """`final_hidden` of the tokens in `inputs` given `after`, their residual stream after
+    block `block` (`hidden_after_block`): the blocks up to it are stood in for, so neither they
+    nor a hook on them run again; the model's own forward runs the rest, with its masks and
+    positions. (Slicing the block list would not do: the forward picks each block's mask by
+    its index in the list.)"""
+    blocks = decoder_layers(base)
+    originals = list(blocks[: block + 1])
+    try:
+        for j in range(block):
+            blocks[j] = _Skipped()
+        blocks[block] = _Known(after)
+        return final_hidden(base, cache, **inputs)
+    finally:
+        for j, original in enumerate(originals):
+            blocks[j] = original
 
 
 def output_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,7 @@ class GateRecorder:
         self.hook = hook
         self.masks: list[list[np.ndarray]] = [[] for _ in range(n_sequences)]
         self._mask: torch.Tensor | None = None
+        self._edited: torch.Tensor | None = None
 
     @contextmanager
     def forward(self):
@@ -51,12 +52,18 @@ class GateRecorder:
         try:
             yield self
             self._mask = open_mask(self.hook.trace)
+            self._edited = torch.cat([e.detach().cpu() for _, _, e in self.hook.trace], dim=-1)
         finally:
             self.hook.trace = previous
 
     def take(self, sequence: int, row: int, columns) -> None:
         """Sequence `sequence`'s next positions sit at `columns` of `row` of the last forward."""
         self.masks[sequence].append(self._mask[row, columns].numpy().astype(bool))
+
+    def edited(self) -> torch.Tensor:
+        """`[rows, columns]` of the last forward: where the hook changed the residual stream
+        (an open gate with nothing to clamp changes nothing)."""
+        return self._edited
 
     def sequence(self, i: int) -> np.ndarray:
         return np.concatenate(self.masks[i]) if self.masks[i] else np.zeros(0, dtype=bool)

@@ -142,10 +142,18 @@ def packed_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | dict[str, torch.Tensor]]:
     """A packed row's ancestry `[n, n]`, positions `[n]` and attention mask: each token
     sees the cached prefix, itself and its ancestors."""
-    n = len(trie.tokens)
     ancestry = torch.from_numpy(trie.ancestry())
     positions = torch.tensor(trie.depths) + shared
+    return ancestry, positions, tree_mask(ancestry, positions, shared, config, dtype)
+
+
+def tree_mask(
+    ancestry: torch.Tensor, positions: torch.Tensor, shared: int, config, dtype
+) -> torch.Tensor | dict[str, torch.Tensor]:
+    """The attention mask of packed tokens with this ancestry `[n, n]` and these positions
+    `[n]` after a cached prefix of `shared` tokens (any subset of a row's nodes that holds
+    each node's ancestors is itself a packed row)."""
+    n = len(positions)
     allowed = torch.cat([torch.ones((n, shared), dtype=torch.bool), ancestry], dim=1)
     k_pos = torch.cat([torch.arange(shared), positions])
-    mask = attention_mask(allowed[None], positions[None], k_pos[None], config, dtype)
-    return ancestry, positions, mask
+    return attention_mask(allowed[None], positions[None], k_pos[None], config, dtype)

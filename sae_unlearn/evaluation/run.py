@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -22,9 +23,14 @@ from sae_unlearn.evaluation.known import (
     permuted_questions,
 )
 from sae_unlearn.evaluation.metrics import role_summary
-from sae_unlearn.evaluation.requests import build_requests, encode_requests, per_request
+from sae_unlearn.evaluation.requests import (
+    Request,
+    build_requests,
+    encode_requests,
+    per_request,
+)
 from sae_unlearn.evaluation.results import results_frame
-from sae_unlearn.evaluation.scoring import continuation_logprobs, score_sequences
+from sae_unlearn.evaluation.scoring import Unsteered, continuation_logprobs, score_sequences
 from sae_unlearn.models import hidden_size
 from sae_unlearn.saes import check_sae_matches_model, load_sae_dir, sae_dir_checked
 from sae_unlearn.saes.identity import check_sae_identity, sae_identity
@@ -64,6 +70,7 @@ def evaluate_questions(
     max_tokens: int = 512,
     gates: ClampHook | None = None,
     template: str = "lm-eval",
+    baseline: tuple[pd.DataFrame, str] | None = None,
 ) -> pd.DataFrame:
     """Per-question results: log-likelihoods, chosen answers, correctness (acc, acc_norm).
 
@@ -72,13 +79,24 @@ def evaluate_questions(
     scoring of every (question, choice) (`packed=False`: padded batches of
     `cfg.batch_size`, as lm-eval scores). With `gates` (a hook attached with `steer`), where
     its gate opened: `evaluation.gates.GATE_COLUMNS`. `template`: `prompts.TEMPLATES`.
+    `baseline` (with `gates`, packed): the unsteered model's per-question results of these
+    questions and where they came from; a choice the hook edits nothing for takes its
+    log-likelihood from them instead of running the blocks after the hook's.
     """
     requests = build_requests(questions, cfg.format, fewshot, suffix, template)
     pairs = encode_requests(tokenizer, requests)
     recorder = GateRecorder(gates, len(pairs)) if gates is not None else None
     if packed:
+        unsteered = None
+        if baseline is not None and gates is not None:
+            unsteered = Unsteered(choice_logliks(baseline[0], requests, baseline[1]), baseline[1])
         scores = score_sequences(
-            model, pairs, max_tokens=max_tokens, progress=progress, recorder=recorder
+            model,
+            pairs,
+            max_tokens=max_tokens,
+            progress=progress,
+            recorder=recorder,
+            unsteered=unsteered,
         )
     else:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -95,6 +113,19 @@ def evaluate_questions(
     return frame
 
 
+def choice_logliks(frame: pd.DataFrame, requests: Sequence[Request], source: str) -> list[float]:
+    """Per-question results' log-likelihoods, one per (question, choice) in request order."""
+    out: list[float] = []
+    for row, (loglik, request) in enumerate(zip(frame["loglik"], requests, strict=True), 1):
+        if len(loglik) != len(request.continuations):
+            raise UserError(
+                f"{source} row {row} has {len(loglik)} log-likelihoods for a question of "
+                f"{len(request.continuations)} choices. Fix: rerun the baseline evaluation"
+            )
+        out.extend(float(x) for x in loglik)
+    return out
+
+
 def evaluate_sets(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
@@ -102,15 +133,24 @@ def evaluate_sets(
     cfg: EvalConfig,
     hook: ClampHook | None = None,
     progress: bool = False,
+    baseline: dict[str, tuple[pd.DataFrame, str]] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Per-question results of each named set (with each question's `split`, and where the
     `hook`'s gate opened), and the metrics: the format and each set's accuracy summary with
-    its dev and test halves (and, steered, how often the gate opened: `gate`)."""
+    its dev and test halves (and, steered, how often the gate opened: `gate`). `baseline`
+    (role -> the unsteered model's per-question results of that set, checked to be of its
+    questions, and their source) spares the work for questions the hook leaves alone."""
     results = {}
     for role, questions in sets.items():
         with maybe_steer(model, hook):
             frame = evaluate_questions(
-                model, tokenizer, questions, cfg, progress=progress, gates=hook
+                model,
+                tokenizer,
+                questions,
+                cfg,
+                progress=progress,
+                gates=hook,
+                baseline=(baseline or {}).get(role),
             )
         # A contaminated question keeps the half of the question it repeats.
         if "original_question" in questions:

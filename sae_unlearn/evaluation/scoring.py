@@ -10,6 +10,9 @@
   it is told which positions each packed token sees (its ancestors) and what the cached
   prefix left its gate (`gate_layout`, `gate_carry`).
 
+Packed scoring of a steered model can also take a baseline's scores wherever the hook edits
+nothing a sequence reads (`Unsteered`): such rows stop after the hook's block.
+
 Both (and GCG's token gradient) turn logits into log-probabilities with `sequence_logprobs`.
 Logits are computed only at positions that predict continuation tokens. Both can record
 where a hook's gate was open in each sequence (`recorder`, evaluation.gates).
@@ -25,7 +28,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sae_unlearn.evaluation.forward import decoder, final_hidden, output_logits
+from sae_unlearn.errors import UserError
+from sae_unlearn.evaluation.forward import (
+    decoder,
+    final_hidden,
+    final_hidden_after_block,
+    hidden_after_block,
+    output_logits,
+)
 from sae_unlearn.evaluation.gates import GateRecorder
 from sae_unlearn.evaluation.packing import (
     common_prefix,
@@ -33,10 +43,12 @@ from sae_unlearn.evaluation.packing import (
     packed_inputs,
     prefix_cache,
     reusable,
+    tree_mask,
 )
-from sae_unlearn.steering import GateLayout, gate_carry, gate_layout
+from sae_unlearn.steering import GateLayout, attached_hooks, gate_carry, gate_layout
 
-Score = tuple[float, bool]  # (sum of log-probs, whether every token is the greedy one)
+# (sum of log-probs, whether every token is the greedy one; None where a reused value was taken)
+Score = tuple[float, bool | None]
 
 
 @dataclass
@@ -139,6 +151,20 @@ def continuation_logprobs(
     return results
 
 
+@dataclass(frozen=True)
+class Unsteered:
+    """Each sequence's log-likelihood scored without the clamp hook (the baseline's), and
+    where it came from (for errors). Where the hook edits nothing a sequence reads, it leaves
+    that sequence's residual stream exactly as it is, so the steered value is this one."""
+
+    loglik: Sequence[float]
+    source: str
+
+
+def _on_device(mask, device):
+    return {k: v.to(device) for k, v in mask.items()} if isinstance(mask, dict) else mask.to(device)
+
+
 def score_sequences(
     model: nn.Module,
     sequences: Sequence[tuple[Sequence[int], Sequence[int]]],
@@ -146,16 +172,26 @@ def score_sequences(
     grad: bool = False,
     progress: bool = False,
     recorder: GateRecorder | None = None,
+    unsteered: Unsteered | None = None,
 ) -> list[Score]:
     """`continuation_logprobs` computing every shared prefix once: the prefix common to all
     sequences in a KV cache, the rest in prefix trees of up to `max_tokens` nodes, each
-    packed into one row where a token sees only its own ancestors."""
+    packed into one row where a token sees only its own ancestors.
+
+    With `unsteered` (and a `recorder` whose hook is the one attached), each row first runs
+    up to the hook's block. A sequence the hook edited nowhere it reads takes its unsteered
+    value (greedy flag None); only the others run on through the remaining blocks and the
+    unembedding. Where most of a benign set leaves the gate closed, that is about half the
+    work. The first reused sequence is also scored, and must agree within `REUSE_TOLERANCE`
+    (a baseline of another model, format or template does not).
+    """
     if not sequences:
         return []
     if getattr(model.config, "_attn_implementation", "sdpa") not in ("sdpa", "eager"):
         # Packed rows need an arbitrary additive mask, which only these kernels take.
         pad = getattr(model.config, "pad_token_id", None) or 0
         return continuation_logprobs(model, sequences, pad, 16, progress, grad, recorder)
+    block = _reuse_block(model, recorder, unsteered, grad, len(sequences))
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     base = decoder(model)
@@ -174,31 +210,111 @@ def score_sequences(
         if recorder is not None and shared:
             for i in range(len(sequences)):
                 recorder.take(i, 0, slice(0, shared))
+            if block is not None and bool(recorder.edited()[0, :shared].any()):
+                block = None  # every sequence reads the edited prefix: nothing to reuse
         carry = gate_carry(gated)
+        checked = False
         for trie, members in tqdm(rows, desc="score", disable=not progress):
             ancestry, positions, mask = packed_inputs(trie, shared, model.config, dtype)
-            mask = {k: v.to(device) for k, v in mask.items()} if isinstance(mask, dict) else mask
-            with gate_layout(model, GateLayout(ancestry, positions, carry)), _recording(recorder):
-                hidden = final_hidden(
-                    base,
-                    reusable(root) if root is not None else None,
-                    input_ids=torch.tensor([trie.tokens], device=device),
-                    position_ids=positions[None].to(device),
-                    attention_mask=mask.to(device) if torch.is_tensor(mask) else mask,
-                )[0]
-            if recorder is not None:  # the sequence's nodes but its last token's
+            ids = torch.tensor([trie.tokens])
+            layout = GateLayout(ancestry, positions, carry)
+            cache = reusable(root) if root is not None else None
+            inputs = dict(
+                input_ids=ids.to(device),
+                position_ids=positions[None].to(device),
+                attention_mask=_on_device(mask, device),
+            )
+            if block is None:
+                with gate_layout(model, layout), _recording(recorder):
+                    hidden = final_hidden(base, cache, **inputs)[0]
+                if recorder is not None:  # the sequence's nodes but its last token's
+                    for i, path in members:
+                        recorder.take(i, 0, path[:-1])
+                scored = members
+            else:
+                with gate_layout(model, layout), _recording(recorder):
+                    after = hidden_after_block(base, block, cache, **inputs)
                 for i, path in members:
                     recorder.take(i, 0, path[:-1])
+                scored = _sequences_to_run_on(members, recorder, unsteered, results, checked)
+                checked = checked or any(results[i][1] is None for i, _ in scored)
+                if not scored:
+                    continue
+                keep = torch.tensor(sorted({node for _, path in scored for node in path}))
+                index = {int(node): k for k, node in enumerate(keep)}
+                scored = [(i, [index[node] for node in path]) for i, path in scored]
+                sub_ancestry, sub_positions = ancestry[keep][:, keep], positions[keep]
+                sub_mask = tree_mask(sub_ancestry, sub_positions, shared, model.config, dtype)
+                with gate_layout(model, GateLayout(sub_ancestry, sub_positions, carry)):
+                    hidden = final_hidden_after_block(
+                        base,
+                        block,
+                        after[:, keep],
+                        reusable(root) if root is not None else None,
+                        input_ids=ids[:, keep].to(device),
+                        position_ids=sub_positions[None].to(device),
+                        attention_mask=_on_device(sub_mask, device),
+                    )[0]
             targets = Targets()
-            for j, (i, path) in enumerate(members):
+            for j, (i, path) in enumerate(scored):
                 targets.add(j, len(sequences[i][0]) - shared, sequences[i][1], nodes=path)
             # One unembedding per distinct node: a question's choices are all predicted
             # from its last context token, and the 262k-way unembedding dominates here.
             nodes, where = torch.unique(torch.tensor(targets.cols), return_inverse=True)
             logits = output_logits(model, hidden[nodes.to(device)]).float()
             sums, all_greedy = sequence_logprobs(
-                logits, targets, len(members), where.to(logits.device)
+                logits, targets, len(scored), where.to(logits.device)
             )
-            for (i, _), score in zip(members, _scores(sums, all_greedy, grad), strict=True):
+            for (i, _), score in zip(scored, _scores(sums, all_greedy, grad), strict=True):
+                if results[i][1] is None:  # the reused sequence scored as a check
+                    _check_reused(unsteered, i, score[0])
+                    continue
                 results[i] = score
     return results
+
+
+# Reused values are the baseline's own bits where it packed the rows as scored here; other
+# packings round differently in the last bits, another model or format by far more.
+REUSE_TOLERANCE = 1e-3
+
+
+def _check_reused(unsteered: Unsteered, i: int, computed: float) -> None:
+    given = float(unsteered.loglik[i])
+    if abs(given - computed) > REUSE_TOLERANCE:
+        raise UserError(
+            f"{unsteered.source}: sequence {i} has the unsteered log-likelihood {given:.6f} "
+            f"there, but this model scores it {computed:.6f} where the clamp hook edits "
+            "nothing. Those results are of another model, format or template. Fix: score "
+            "the baseline with this model and evaluation settings"
+        )
+
+
+def _sequences_to_run_on(members, recorder, unsteered, results, checked: bool) -> list:
+    """The row's members the hook edited somewhere they read (the rest take their unsteered
+    value in `results`), and, until one has been `checked`, the first of the rest as well."""
+    edited = recorder.edited()[0]
+    run_on, reused = [], []
+    for i, path in members:
+        (run_on if bool(edited[path[:-1]].any()) else reused).append((i, path))
+    for i, _ in reused:
+        results[i] = (float(unsteered.loglik[i]), None)
+    return run_on + ([] if checked else reused[:1])
+
+
+def _reuse_block(
+    model: nn.Module,
+    recorder: GateRecorder | None,
+    unsteered: Unsteered | None,
+    grad: bool,
+    n_sequences: int,
+) -> int | None:
+    """The block whose output the reusing path stops at (the hook's), None without reuse."""
+    if unsteered is None:
+        return None
+    if grad or recorder is None:
+        raise ValueError("reusing unsteered scores needs a recorder's hook and no gradient")
+    if attached_hooks(model) != [recorder.hook] or recorder.hook.block is None:
+        raise ValueError("reusing unsteered scores needs the recorder's hook, alone, attached")
+    if len(unsteered.loglik) != n_sequences:
+        raise ValueError(f"{len(unsteered.loglik)} unsteered scores for {n_sequences} sequences")
+    return recorder.hook.block

@@ -1,6 +1,7 @@
 """Conditional SAE latent clamping: clamp configs, the paper's steering CSV, and the hook."""
 
 from sae_unlearn.steering.attach import (
+    attached_hooks,
     gate_carry,
     gate_layout,
     gate_opened,
@@ -43,6 +44,7 @@ __all__ = [
     "LatentSlice",
     "Prefix",
     "SteeringRow",
+    "attached_hooks",
     "clamp_prime",
     "from_selection",
     "gate_carry",

@@ -53,6 +53,7 @@ def steer(model: nn.Module, hook: ClampHook, layer: int | None = None) -> Iterat
     ]
     active = model.__dict__.setdefault(_ACTIVE_HOOKS, [])
     active.append(hook)
+    hook.block = layer
     try:
         yield hook
     finally:
@@ -60,6 +61,7 @@ def steer(model: nn.Module, hook: ClampHook, layer: int | None = None) -> Iterat
             handle.remove()
         active.remove(hook)
         hook.state = None
+        hook.block = None
 
 
 def _gated_hooks(model: nn.Module) -> list[ClampHook]:
@@ -74,11 +76,16 @@ def needs_whole_sequences(model: nn.Module) -> bool:
     return bool(_gated_hooks(model))
 
 
+def attached_hooks(model: nn.Module) -> list[ClampHook]:
+    """The hooks attached to `model` with `steer`, in the order they were attached."""
+    return list(model.__dict__.get(_ACTIVE_HOOKS, []))
+
+
 @contextmanager
 def gate_layout(model: nn.Module, layout: GateLayout) -> Iterator[list[ClampHook]]:
     """Forwards inside see `layout` in every hook attached to `model` (each leaves the
     layout's position 0 alone; gated ones also read `visible` and `carry`)."""
-    hooks = list(model.__dict__.get(_ACTIVE_HOOKS, []))
+    hooks = attached_hooks(model)
     for hook in hooks:
         hook.layout, hook.last_open, hook.state, hook.tail = layout, None, None, None
     try:

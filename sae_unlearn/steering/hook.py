@@ -88,6 +88,7 @@ class ClampHook(nn.Module):
         # (`gate_layout`), and cached decoding carries it over in `state`.
         self.sequence_level = bool(len(gated))
         self.layout: GateLayout | None = None  # set by `gate_layout`
+        self.block: int | None = None  # the decoder block `steer` attached it to
         self.last_open: torch.Tensor | None = None  # gate at the last position, per row
         self.tail: Prefix | None = None  # what the last forward leaves one continuing it
         self.state: SequenceState | None = None  # the gate across a generation's forwards

@@ -60,6 +60,25 @@ def tiny_sae(seed: int = 0) -> JumpReLUSAE:
     return sae.eval()
 
 
+def narrow_window_gemma2(n_layers: int = 4, seed: int = 0):
+    """A tiny Gemma 2 whose sliding window (4 tokens) is shorter than the questions, with
+    local and global attention blocks alternating (so each block's own mask matters)."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from tests.tiny import _tiny_config, tiny_tokenizer
+
+    torch.manual_seed(seed)
+    config = {**_tiny_config(len(tiny_tokenizer()), D_IN, n_layers), "sliding_window": 4}
+    return Gemma2ForCausalLM(Gemma2Config(**config)).eval()
+
+
+def gated_on_one_latent(block: int = 2):
+    """A gate on latent 48 of `tiny_sae` at 13.0: on `narrow_window_gemma2`'s block 2, 12 of
+    the 32 cloze sequences of `questions(8)` peak at 11.4 or below and 20 at 14.6 or above."""
+    latents = [48, *range(0, 48, 2)]
+    return ClampHook(tiny_sae(), gated_clamp(block, latents, [13.0] + [1e9] * 24, -20.0))
+
+
 def reference_loglik(model, tokenizer, context: str, continuation: str) -> float:
     """Plain unbatched loop: one full forward per (question, choice), full logits, with the
     tokenisation written out here (BOS, then context and continuation split lm-eval style)."""

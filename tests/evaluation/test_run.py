@@ -13,7 +13,13 @@ from sae_unlearn.evaluation.run import (
 )
 from sae_unlearn.models import load_model
 from sae_unlearn.steering import ClampHook, gated_clamp
-from tests.evaluation.helpers import QUESTIONS, questions, reference_loglik, tiny_sae
+from tests.evaluation.helpers import (
+    QUESTIONS,
+    gated_on_one_latent,
+    questions,
+    reference_loglik,
+    tiny_sae,
+)
 
 
 @pytest.mark.parametrize("fmt", ["cloze", "letter"])
@@ -72,3 +78,44 @@ def test_evaluate_sets_steers_every_set(tiny_model, hook):
         assert plain[role]["split"].tolist() == halves
         assert metrics[role]["dev"].get("n") == halves.count("dev")
         assert metrics[role]["test"].get("n") == halves.count("test")
+
+
+def test_evaluate_sets_takes_the_baseline_where_the_hook_edits_nothing():
+    from sae_unlearn.errors import UserError
+    from tests.evaluation.helpers import narrow_window_gemma2
+    from tests.tiny import tiny_tokenizer
+
+    model, tokenizer = narrow_window_gemma2(), tiny_tokenizer()
+    sets = {"forget": questions(8), "retain": questions(5, "geography", offset=2)}
+    cfg = EvalConfig(format="cloze", batch_size=4, bootstrap=20)
+    plain, _ = evaluate_sets(model, tokenizer, sets, cfg)
+    hook = gated_on_one_latent()
+    steered, metrics = evaluate_sets(model, tokenizer, sets, cfg, hook=hook)
+    baseline = {role: (frame, f"baseline/{role}.parquet") for role, frame in plain.items()}
+    got, got_metrics = evaluate_sets(model, tokenizer, sets, cfg, hook=hook, baseline=baseline)
+    assert got_metrics == metrics
+    counts = []
+    for role in sets:
+        frame = got[role]
+        assert frame.drop(columns="loglik").equals(steered[role].drop(columns="loglik"))
+        np.testing.assert_allclose(
+            np.stack(frame["loglik"]), np.stack(steered[role]["loglik"]), atol=1e-5, rtol=0
+        )
+        closed = ~frame["gate_opened"].to_numpy(bool)
+        counts.append((closed.sum(), len(frame)))
+        for mine, theirs in zip(
+            frame["loglik"][closed], plain[role]["loglik"][closed], strict=True
+        ):
+            assert list(mine) == list(theirs)
+    assert counts == [(3, 8), (0, 5)]  # some questions left alone, some steered
+    # A baseline of other questions' shapes is refused with its file and row.
+    short = plain["retain"].assign(loglik=[ll[:3] for ll in plain["retain"]["loglik"]])
+    with pytest.raises(UserError, match=r"baseline/retain.parquet row 1 has 3 log-likelihoods"):
+        evaluate_sets(
+            model,
+            tokenizer,
+            sets,
+            cfg,
+            hook=hook,
+            baseline={"retain": (short, "baseline/retain.parquet")},
+        )

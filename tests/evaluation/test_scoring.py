@@ -3,6 +3,7 @@ import math
 import torch
 
 from sae_unlearn.attacks.fewshot import draw_shots
+from sae_unlearn.evaluation.packing import common_prefix
 from sae_unlearn.evaluation.requests import build_requests, encode_requests
 from sae_unlearn.evaluation.run import maybe_steer
 from sae_unlearn.evaluation.scoring import (
@@ -12,7 +13,7 @@ from sae_unlearn.evaluation.scoring import (
     sequence_logprobs,
 )
 from sae_unlearn.models import load_model
-from tests.evaluation.helpers import questions, reference_loglik
+from tests.evaluation.helpers import gated_on_one_latent, questions, reference_loglik
 
 
 def test_sequence_logprobs_by_hand():
@@ -116,3 +117,88 @@ def test_packed_scoring_after_a_shared_prefix_under_counted_gates(tiny_model):
         torch.testing.assert_close(
             torch.tensor([s for s, _ in got]), torch.tensor([s for s, _ in ref]), atol=1e-4, rtol=0
         )
+
+
+def test_reused_unsteered_scores_are_the_steered_ones():
+    from sae_unlearn.evaluation.gates import GateRecorder
+    from sae_unlearn.evaluation.scoring import Unsteered
+    from tests.evaluation.helpers import narrow_window_gemma2
+    from tests.tiny import tiny_tokenizer
+
+    model, tokenizer = narrow_window_gemma2(), tiny_tokenizer()
+    seqs = encode_requests(tokenizer, build_requests(questions(8), "cloze"))
+    hook = gated_on_one_latent()
+    for max_tokens in (4096, 40):  # one row, and several
+        with torch.no_grad():
+            plain = score_sequences(model, seqs, max_tokens=max_tokens)
+        with maybe_steer(model, hook), torch.no_grad():
+            whole = GateRecorder(hook, len(seqs))
+            steered = score_sequences(model, seqs, max_tokens=max_tokens, recorder=whole)
+            split = GateRecorder(hook, len(seqs))
+            unsteered = Unsteered([s for s, _ in plain], "baseline.parquet")
+            got = score_sequences(
+                model, seqs, max_tokens=max_tokens, recorder=split, unsteered=unsteered
+            )
+        reused = [i for i, (_, greedy) in enumerate(got) if greedy is None]
+        moved = [i for i in range(len(seqs)) if abs(steered[i][0] - plain[i][0]) > 1e-3]
+        assert len(reused) == 12 and len(moved) == 20, max_tokens
+        # Where the hook edits nothing, the steered score is the unsteered one to the bit
+        # (what makes reuse exact), and the reused value is that score.
+        assert all(got[i][0] == steered[i][0] == plain[i][0] for i in reused)
+        rest = [i for i in range(len(seqs)) if i not in reused]
+        torch.testing.assert_close(
+            torch.tensor([got[i][0] for i in rest]),
+            torch.tensor([steered[i][0] for i in rest]),
+            atol=1e-5,
+            rtol=0,
+        )
+        assert [got[i][1] for i in rest] == [steered[i][1] for i in rest]
+        for i in range(len(seqs)):  # the same gate marks either way
+            assert (split.sequence(i) == whole.sequence(i)).all()
+
+
+def test_reused_scores_of_another_model_are_refused():
+    import pytest
+
+    from sae_unlearn.errors import UserError
+    from sae_unlearn.evaluation.gates import GateRecorder
+    from sae_unlearn.evaluation.scoring import Unsteered
+    from tests.evaluation.helpers import narrow_window_gemma2
+    from tests.tiny import tiny_tokenizer
+
+    model, tokenizer = narrow_window_gemma2(), tiny_tokenizer()
+    seqs = encode_requests(tokenizer, build_requests(questions(8), "cloze"))
+    other = narrow_window_gemma2(seed=1)
+    with torch.no_grad():
+        elsewhere = score_sequences(other, seqs)
+    hook = gated_on_one_latent()
+    with maybe_steer(model, hook), torch.no_grad(), pytest.raises(UserError) as error:
+        unsteered = Unsteered([s for s, _ in elsewhere], "runs/other/retain.parquet")
+        score_sequences(model, seqs, recorder=GateRecorder(hook, len(seqs)), unsteered=unsteered)
+    assert "runs/other/retain.parquet" in str(error.value)
+    assert "another model, format or template" in str(error.value)
+
+
+def test_a_hook_that_edits_the_shared_prefix_leaves_nothing_to_reuse():
+    from sae_unlearn.evaluation.gates import GateRecorder
+    from sae_unlearn.evaluation.scoring import Unsteered
+    from tests.evaluation.helpers import narrow_window_gemma2
+    from tests.tiny import tiny_tokenizer
+
+    model, tokenizer = narrow_window_gemma2(), tiny_tokenizer()
+    # Few-shot examples form a prefix every sequence reads; these open the gate in it.
+    requests = build_requests(questions(4, offset=3), "cloze", fewshot=questions(3))
+    seqs = encode_requests(tokenizer, requests)
+    full = [list(ctx) + list(cont) for ctx, cont in seqs]
+    shared = min(common_prefix(full), min(len(ctx) for ctx, _ in seqs) - 1)
+    hook = gated_on_one_latent()
+    with torch.no_grad():
+        plain = score_sequences(model, seqs)
+    with maybe_steer(model, hook), torch.no_grad():
+        steered = score_sequences(model, seqs, recorder=GateRecorder(hook, len(seqs)))
+        recorder = GateRecorder(hook, len(seqs))
+        unsteered = Unsteered([s for s, _ in plain], "baseline")
+        got = score_sequences(model, seqs, recorder=recorder, unsteered=unsteered)
+    assert shared > 200 and all(recorder.sequence(i)[:shared].any() for i in range(len(seqs)))
+    assert [g for _, g in got] == [g for _, g in steered]  # none reused
+    assert [s for s, _ in got] == [s for s, _ in steered]
