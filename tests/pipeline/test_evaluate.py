@@ -200,3 +200,31 @@ def test_a_clamp_config_for_another_sae_is_refused_with_both_named(stage_dir):
     cfg.sae = sae_identity(stage_dir / "sae")
     write_clamp_yaml(cfg, clamp)
     run_stages(stage_dir)
+
+
+def test_the_baseline_is_taken_where_the_hook_edits_nothing_and_refused_if_of_another_model(
+    stage_dir,
+):
+    from sae_unlearn.steering import gated_clamp
+
+    # A gate that never opens: every choice takes the baseline's log-likelihood.
+    clamp = gated_clamp(1, list(range(0, 64, 2)), [1e9] * 32, -20.0)
+    write_clamp_yaml(clamp, stage_dir / "clamp/clamp.yaml")
+    baseline, steered = run_stages(stage_dir)
+    for role in ("forget", "retain", "retain_contaminated"):
+        assert steered[role]["acc"] == baseline[role]["acc"]
+        base = pd.read_parquet(stage_dir / f"results/baseline/{role}.parquet")
+        ours = pd.read_parquet(stage_dir / f"results/steered/{role}.parquet")
+        assert ours["loglik"].map(list).tolist() == base["loglik"].map(list).tolist()
+        assert not ours["gate_opened"].any()
+    # Results of another model (here shifted by 0.5) fail the check on the first reused one.
+    (stage_dir / "steered.json").unlink()
+    for file in (stage_dir / "results/steered").iterdir():
+        file.unlink()
+    (stage_dir / "results/steered").rmdir()
+    path = stage_dir / "results/baseline/forget.parquet"
+    frame = pd.read_parquet(path)
+    frame["loglik"] = [[x + 0.5 for x in loglik] for loglik in frame["loglik"]]
+    frame.to_parquet(path)
+    message = refused(stage_dir, "evaluate")
+    assert str(path) in message and "another model, format or template" in message
