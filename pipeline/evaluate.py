@@ -5,7 +5,7 @@ Every role with a question set is scored: forget and retain always, retain_near 
 was prepared (or given), and each retain role again after a benign forget-topic sentence
 (retain_contaminated, retain_near_contaminated). The baseline marks the questions it knows
 (SAEBench's view); the steered stage reads those per-question results for its known-correct
-accuracy.
+accuracy, and takes their log-likelihoods for the choices its hook edits nothing for.
 """
 
 from __future__ import annotations
@@ -172,7 +172,9 @@ def steered_command(
         None, help="baseline metrics JSON for alignment, or `none`"
     ),
     baseline_results: str | None = typer.Option(
-        None, help="baseline per-question results folder for known_correct, or `none`"
+        None,
+        help="baseline per-question results folder (known_correct, and the scores of the "
+        "choices the hook edits nothing for), or `none` (every choice scored in full)",
     ),
     out: Path | None = typer.Option(None, help="directory for per-question results"),
     metrics: Path | None = typer.Option(None, help="metrics JSON"),
