@@ -236,8 +236,12 @@ def score_sequences(
                     after = hidden_after_block(base, block, cache, **inputs)
                 for i, path in members:
                     recorder.take(i, 0, path[:-1])
-                scored = _sequences_to_run_on(members, recorder, unsteered, results, checked)
-                checked = checked or any(results[i][1] is None for i, _ in scored)
+                scored, reused = _split_by_edits(members, recorder.edited()[0])
+                for i, _ in reused:
+                    results[i] = (float(unsteered.loglik[i]), None)
+                if reused and not checked:  # the first reused one also runs on, as a check
+                    scored.append(reused[0])
+                    checked = True
                 if not scored:
                     continue
                 keep = torch.tensor(sorted({node for _, path in scored for node in path}))
@@ -289,16 +293,13 @@ def _check_reused(unsteered: Unsteered, i: int, computed: float) -> None:
         )
 
 
-def _sequences_to_run_on(members, recorder, unsteered, results, checked: bool) -> list:
-    """The row's members the hook edited somewhere they read (the rest take their unsteered
-    value in `results`), and, until one has been `checked`, the first of the rest as well."""
-    edited = recorder.edited()[0]
+def _split_by_edits(members, edited: torch.Tensor) -> tuple[list, list]:
+    """A row's members the hook edited somewhere they read (`edited`: the row's positions),
+    and the rest."""
     run_on, reused = [], []
     for i, path in members:
         (run_on if bool(edited[path[:-1]].any()) else reused).append((i, path))
-    for i, _ in reused:
-        results[i] = (float(unsteered.loglik[i]), None)
-    return run_on + ([] if checked else reused[:1])
+    return run_on, reused
 
 
 def _reuse_block(
