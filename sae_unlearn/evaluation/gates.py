@@ -43,7 +43,7 @@ class GateRecorder:
         self.hook = hook
         self.masks: list[list[np.ndarray]] = [[] for _ in range(n_sequences)]
         self._mask: torch.Tensor | None = None
-        self._edited: torch.Tensor | None = None
+        self._trace: list = []
 
     @contextmanager
     def forward(self):
@@ -52,7 +52,7 @@ class GateRecorder:
         try:
             yield self
             self._mask = open_mask(self.hook.trace)
-            self._edited = torch.cat([e.detach().cpu() for _, _, e in self.hook.trace], dim=-1)
+            self._trace = self.hook.trace
         finally:
             self.hook.trace = previous
 
@@ -62,8 +62,8 @@ class GateRecorder:
 
     def edited(self) -> torch.Tensor:
         """`[rows, columns]` of the last forward: where the hook changed the residual stream
-        (an open gate with nothing to clamp changes nothing)."""
-        return self._edited
+        (an open gate with nothing to clamp changes nothing); built only when asked for."""
+        return torch.cat([e.detach().cpu() for _, _, e in self._trace], dim=-1)
 
     def sequence(self, i: int) -> np.ndarray:
         return np.concatenate(self.masks[i]) if self.masks[i] else np.zeros(0, dtype=bool)
