@@ -23,6 +23,7 @@ from sae_unlearn.errors import read_json_input
 from sae_unlearn.evaluation import (
     EVAL_ROLES,
     EvalConfig,
+    RowResiduals,
     add_alignment,
     add_baseline_known,
     add_steered_known,
@@ -32,11 +33,14 @@ from sae_unlearn.evaluation import (
     checked_clamp,
     evaluate_sets,
     load_clamp_hook,
+    read_role_residuals,
     read_role_results,
+    residuals_path,
     with_contaminated,
+    write_residuals,
 )
 from sae_unlearn.io import atomic_dir, write_json, write_parquet
-from sae_unlearn.models import load_model
+from sae_unlearn.models import check_layer, load_model
 from sae_unlearn.steering import ClampConfig
 
 
@@ -69,16 +73,20 @@ def run_evaluation(
     sae_dir: Path | None = None,
     known: dict | None = None,
     mark_known: bool = False,
+    residuals: dict | None = None,
 ) -> dict:
     """Load, evaluate every role (steered when `clamp` is given), write per-question results;
     returns the metrics. `mark_known` (the baseline) marks the questions the model knows;
-    `known` (a baseline's per-question results, checked) scores the known ones."""
+    `known` (a baseline's per-question results, checked) scores the known ones. `residuals`
+    (role -> RowResiduals): unsteered, kept beside the results; steered, the baseline's."""
     with record_run_time():
         model, tokenizer = load_model(str(model_dir), p.get("model.dtype"))
         hook = load_clamp_hook(model, sae_dir, clamp) if clamp is not None else None
+        for kept in (residuals or {}).values():  # kept before the hook's layer
+            check_layer(model, kept.block + 1, what="sae.layer")
         # The baseline's results of the questions the hook leaves alone are the steered ones.
         results, metrics = evaluate_sets(
-            model, tokenizer, sets, cfg, hook, progress=True, baseline=known
+            model, tokenizer, sets, cfg, hook, progress=True, baseline=known, residuals=residuals
         )
         if mark_known:
             add_baseline_known(model, tokenizer, sets, results, metrics, cfg, progress=True)
@@ -88,6 +96,9 @@ def run_evaluation(
             for role in EVAL_ROLES:
                 if role in results:
                     write_parquet(tmp / f"{role}.parquet", results[role])
+            for role, kept in (residuals or {}).items() if hook is None else ():
+                if kept.tokens:  # none where the model's attention cannot pack rows
+                    write_residuals(residuals_path(tmp, role), kept)
     return metrics
 
 
@@ -143,19 +154,27 @@ def baseline_command(
     metrics: Path | None = typer.Option(None, help="metrics JSON"),
     format: str | None = typer.Option(None, help="cloze | letter"),
     batch_size: int | None = typer.Option(None),
+    layer: int | None = typer.Option(
+        None, help="the clamp hook's layer (sae.layer): the residual stream before it is kept"
+    ),
     params: Path = ParamsOption,
 ) -> None:
     """Accuracy of the unsteered model, and the questions it knows (never reruns for a clamp
-    change)."""
+    change). Beside each role's results it keeps the residual stream of its packed rows
+    before the hook's layer, where the steered evaluation starts."""
     p = Params.load(params)
     files = dict(forget=forget_questions, retain=retain_questions)
+    sets = read_sets(question_paths(p, files | {"retain_near": retain_near_questions}))
+    hook_layer = int(p.pick(layer, "sae.layer"))
+    kept = {role: RowResiduals(hook_layer - 1) for role in sets} if hook_layer > 0 else None
     result = run_evaluation(
         p,
         eval_config(p, format, batch_size),
-        read_sets(question_paths(p, files | {"retain_near": retain_near_questions})),
+        sets,
         Path(out or Path(p.get("evaluate.dir")) / "baseline"),
         Path(p.pick(model_dir, "model.dir")),
         mark_known=True,
+        residuals=kept,
     )
     write_json(p.pick(metrics, "evaluate.baseline_metrics"), result)
     typer.echo(summary_line("baseline", result))
@@ -173,8 +192,9 @@ def steered_command(
     ),
     baseline_results: str | None = typer.Option(
         None,
-        help="baseline per-question results folder (known_correct, and the scores of the "
-        "choices the hook edits nothing for), or `none` (every choice scored in full)",
+        help="baseline per-question results folder (known_correct, the scores of the "
+        "choices the hook edits nothing for, and the residual stream the rows start from), "
+        "or `none` (every choice scored in full)",
     ),
     out: Path | None = typer.Option(None, help="directory for per-question results"),
     metrics: Path | None = typer.Option(None, help="metrics JSON"),
@@ -193,7 +213,10 @@ def steered_command(
     sets = read_sets(question_paths(p, files | {"retain_near": retain_near_questions}))
     # Every check of the baseline runs before the model is loaded and anything is scored.
     base = checked_baseline(p, baseline, cfg, sets)
-    known = checked_known(baseline_results or str(Path(p.get("evaluate.dir")) / "baseline"), sets)
+    folder = baseline_results or str(Path(p.get("evaluate.dir")) / "baseline")
+    known = checked_known(folder, sets)
+    # where the baseline kept its rows' residual stream, the steered rows start from it
+    kept = read_role_residuals(Path(folder), sets) if known and clamp_cfg else None
     result = run_evaluation(
         p,
         cfg,
@@ -203,6 +226,7 @@ def steered_command(
         clamp=clamp_cfg,
         sae_dir=sae_path,
         known=known,
+        residuals=kept,
     )
     if base is not None:
         add_alignment(result, base, p.get("evaluate.primary_metric"))

@@ -2,7 +2,8 @@
 
 Modules: `config` (EvalConfig), `prompts` (the one prompt builder), `requests` (requests
 and their tokenisation), `forward` and `packing` (model calls, prefix trees and masks),
-`scoring` (the scoring engine, dense and packed), `results` (the per-question frame),
+`scoring` (the scoring engine, dense and packed), `residuals` (the unsteered rows' residual
+stream a steered scoring starts from), `results` (the per-question frame),
 `metrics` (accuracy, bootstrap intervals, dev/test halves, alignment), `known` (SAEBench's
 known questions: the letter-format permutation check), `contamination` (the retain roles
 after a benign forget-topic sentence), `run` (evaluating question sets).
@@ -46,6 +47,12 @@ from sae_unlearn.evaluation.prompts import (
     target_continuation,
 )
 from sae_unlearn.evaluation.requests import Request, build_requests, encode_pair
+from sae_unlearn.evaluation.residuals import (
+    RowResiduals,
+    read_role_residuals,
+    residuals_path,
+    write_residuals,
+)
 from sae_unlearn.evaluation.results import read_role_results, results_frame
 from sae_unlearn.evaluation.run import (
     add_baseline_known,
@@ -70,6 +77,7 @@ __all__ = [
     "SUBJECT_NAMES",
     "EvalConfig",
     "Request",
+    "RowResiduals",
     "accuracy_summary",
     "check_baseline_fingerprints",
     "question_fingerprint",
@@ -99,7 +107,9 @@ __all__ = [
     "permuted_questions",
     "prompt_texts",
     "question_body",
+    "read_role_residuals",
     "read_role_results",
+    "residuals_path",
     "results_frame",
     "retention_ratio",
     "role_summary",
@@ -108,4 +118,5 @@ __all__ = [
     "subject_description",
     "target_continuation",
     "with_contaminated",
+    "write_residuals",
 ]

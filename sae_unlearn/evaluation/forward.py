@@ -5,6 +5,8 @@ in two halves, split after one block), and the LM head applied only where logits
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import nn
@@ -31,12 +33,19 @@ def final_hidden(base: nn.Module, cache: DynamicCache | None = None, **inputs) -
 
 
 def hidden_after_block(
-    base: nn.Module, block: int, cache: DynamicCache | None = None, **inputs
+    base: nn.Module,
+    block: int,
+    cache: DynamicCache | None = None,
+    start: tuple[int, torch.Tensor] | None = None,
+    **inputs,
 ) -> torch.Tensor:
     """The residual stream after decoder block `block` (after any hook on it, which runs), the
-    blocks after it and the final norm skipped; extends `cache` in the blocks it runs."""
-    with capture_residuals(base, [block], stop_after_last=True) as captured:
-        return run_to_layers(base, captured, **inputs, **{_cache_key(base): cache})[block]
+    blocks after it and the final norm skipped; extends `cache` in the blocks it runs. With
+    `start` (an earlier block and its known output for these tokens), only the blocks after
+    that one run."""
+    with blocks_stood_in(base, *start) if start is not None else nullcontext():
+        with capture_residuals(base, [block], stop_after_last=True) as captured:
+            return run_to_layers(base, captured, **inputs, **{_cache_key(base): cache})[block]
 
 
 class _Skipped(nn.Module):
@@ -58,24 +67,31 @@ class _Known(nn.Module):
         return self.output
 
 
-def final_hidden_after_block(
-    base: nn.Module, block: int, after: torch.Tensor, cache: DynamicCache | None = None, **inputs
-) -> torch.Tensor:
-    """`final_hidden` of the tokens in `inputs` given `after`, their residual stream after
-    block `block` (`hidden_after_block`): the blocks up to it are stood in for, so neither they
-    nor a hook on them run again; the model's own forward runs the rest, with its masks and
-    positions. (Slicing the block list would not do: the forward picks each block's mask by
-    its index in the list.)"""
+@contextmanager
+def blocks_stood_in(base: nn.Module, block: int, output: torch.Tensor) -> Iterator[None]:
+    """Blocks 0..`block` stood in for by `output`, block `block`'s known output for the tokens
+    of the next forward: neither they nor a hook on them run, and the model's own forward runs
+    the rest with its masks and positions. (Slicing the block list would not do: the forward
+    picks each block's mask by its index in the list.)"""
     blocks = decoder_layers(base)
     originals = list(blocks[: block + 1])
     try:
         for j in range(block):
             blocks[j] = _Skipped()
-        blocks[block] = _Known(after)
-        return final_hidden(base, cache, **inputs)
+        blocks[block] = _Known(output)
+        yield
     finally:
         for j, original in enumerate(originals):
             blocks[j] = original
+
+
+def final_hidden_after_block(
+    base: nn.Module, block: int, after: torch.Tensor, cache: DynamicCache | None = None, **inputs
+) -> torch.Tensor:
+    """`final_hidden` of the tokens in `inputs` given `after`, their residual stream after
+    block `block` (`hidden_after_block`), the blocks up to it stood in for."""
+    with blocks_stood_in(base, block, after):
+        return final_hidden(base, cache, **inputs)
 
 
 def output_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ from sae_unlearn.evaluation.requests import (
     encode_requests,
     per_request,
 )
+from sae_unlearn.evaluation.residuals import RowResiduals
 from sae_unlearn.evaluation.results import results_frame
 from sae_unlearn.evaluation.scoring import Unsteered, continuation_logprobs, score_sequences
 from sae_unlearn.models import hidden_size
@@ -71,6 +72,7 @@ def evaluate_questions(
     gates: ClampHook | None = None,
     template: str = "lm-eval",
     baseline: tuple[pd.DataFrame, str] | None = None,
+    residuals: RowResiduals | None = None,
 ) -> pd.DataFrame:
     """Per-question results: log-likelihoods, chosen answers, correctness (acc, acc_norm).
 
@@ -82,6 +84,8 @@ def evaluate_questions(
     `baseline` (with `gates`, packed): the unsteered model's per-question results of these
     questions and where they came from; a choice the hook edits nothing for takes its
     log-likelihood from them instead of running the blocks after the hook's.
+    `residuals` (packed): unsteered, filled with each packed row's residual stream after
+    `residuals.block`; steered with `baseline`, the baseline's, where the rows start.
     """
     requests = build_requests(questions, cfg.format, fewshot, suffix, template)
     pairs = encode_requests(tokenizer, requests)
@@ -89,7 +93,8 @@ def evaluate_questions(
     if packed:
         unsteered = None
         if baseline is not None and gates is not None:
-            unsteered = Unsteered(choice_logliks(baseline[0], requests, baseline[1]), baseline[1])
+            loglik = choice_logliks(baseline[0], requests, baseline[1])
+            unsteered = Unsteered(loglik, baseline[1], residuals)
         scores = score_sequences(
             model,
             pairs,
@@ -97,6 +102,7 @@ def evaluate_questions(
             progress=progress,
             recorder=recorder,
             unsteered=unsteered,
+            residuals=residuals if gates is None else None,
         )
     else:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -134,12 +140,15 @@ def evaluate_sets(
     hook: ClampHook | None = None,
     progress: bool = False,
     baseline: dict[str, tuple[pd.DataFrame, str]] | None = None,
+    residuals: dict[str, RowResiduals] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Per-question results of each named set (with each question's `split`, and where the
     `hook`'s gate opened), and the metrics: the format and each set's accuracy summary with
     its dev and test halves (and, steered, how often the gate opened: `gate`). `baseline`
     (role -> the unsteered model's per-question results of that set, checked to be of its
-    questions, and their source) spares the work for questions the hook leaves alone."""
+    questions, and their source) spares the work for questions the hook leaves alone.
+    `residuals` (role -> `RowResiduals`): unsteered, filled for each set; steered, the
+    baseline's, where each set's rows start."""
     results = {}
     for role, questions in sets.items():
         with maybe_steer(model, hook):
@@ -151,6 +160,7 @@ def evaluate_sets(
                 progress=progress,
                 gates=hook,
                 baseline=(baseline or {}).get(role),
+                residuals=(residuals or {}).get(role),
             )
         # A contaminated question keeps the half of the question it repeats.
         if "original_question" in questions:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import DynamicCache
 
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.forward import (
@@ -45,6 +46,8 @@ from sae_unlearn.evaluation.packing import (
     reusable,
     tree_mask,
 )
+from sae_unlearn.evaluation.residuals import RowResiduals
+from sae_unlearn.models import capture_residuals
 from sae_unlearn.steering import GateLayout, attached_hooks, gate_carry, gate_layout
 
 # (sum of log-probs, whether every token is the greedy one; None where a reused value was taken)
@@ -159,6 +162,8 @@ class Unsteered:
 
     loglik: Sequence[float]
     source: str
+    # the unsteered rows' residual stream below the hook's block, where the rows start
+    residuals: RowResiduals | None = None
 
 
 def _on_device(mask, device):
@@ -173,6 +178,7 @@ def score_sequences(
     progress: bool = False,
     recorder: GateRecorder | None = None,
     unsteered: Unsteered | None = None,
+    residuals: RowResiduals | None = None,
 ) -> list[Score]:
     """`continuation_logprobs` computing every shared prefix once: the prefix common to all
     sequences in a KV cache, the rest in prefix trees of up to `max_tokens` nodes, each
@@ -183,7 +189,11 @@ def score_sequences(
     value (greedy flag None); only the others run on through the remaining blocks and the
     unembedding. Where most of a benign set leaves the gate closed, that is about half the
     work. The first reused sequence is also scored, and must agree within `REUSE_TOLERANCE`
-    (a baseline of another model, format or template does not).
+    (a baseline of another model, format or template does not). With the unsteered rows'
+    residual stream below the hook's block (`unsteered.residuals`), each row starts there.
+
+    `residuals` (no hook on or below its block) is filled with each packed row's residual
+    stream after `residuals.block`, for a steered scoring of the same rows to start from.
     """
     if not sequences:
         return []
@@ -192,6 +202,7 @@ def score_sequences(
         pad = getattr(model.config, "pad_token_id", None) or 0
         return continuation_logprobs(model, sequences, pad, 16, progress, grad, recorder)
     block = _reuse_block(model, recorder, unsteered, grad, len(sequences))
+    _check_recording(model, residuals)
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     base = decoder(model)
@@ -200,6 +211,7 @@ def score_sequences(
     # its hidden state predicts the first continuation token.
     shared = min(common_prefix(full), min(len(ctx) for ctx, _ in sequences) - 1)
     rows = pack_rows(full, shared, max_tokens)
+    start = _starting_residuals(unsteered, block, [trie.tokens for trie, _ in rows])
     results: list[Score] = [(0.0, False)] * len(sequences)
     with torch.enable_grad() if grad else torch.no_grad():
         # A gated clamp reads earlier positions: the prefix tells whether its gate is
@@ -211,29 +223,36 @@ def score_sequences(
             for i in range(len(sequences)):
                 recorder.take(i, 0, slice(0, shared))
             if block is not None and bool(recorder.edited()[0, :shared].any()):
-                block = None  # every sequence reads the edited prefix: nothing to reuse
+                block = start = None  # every sequence reads the edited prefix: nothing to reuse
         carry = gate_carry(gated)
+        if start is not None:
+            _check_kept(model, start, rows, shared, root, carry)
         checked = False
-        for trie, members in tqdm(rows, desc="score", disable=not progress):
+        for r, (trie, members) in enumerate(tqdm(rows, desc="score", disable=not progress)):
             ancestry, positions, mask = packed_inputs(trie, shared, model.config, dtype)
             ids = torch.tensor([trie.tokens])
             layout = GateLayout(ancestry, positions, carry)
-            cache = reusable(root) if root is not None else None
-            inputs = dict(
-                input_ids=ids.to(device),
-                position_ids=positions[None].to(device),
-                attention_mask=_on_device(mask, device),
-            )
+            cache = _cache_copy(root)
+            inputs = _inputs(trie, positions, mask, device)
             if block is None:
-                with gate_layout(model, layout), _recording(recorder):
+                with (
+                    gate_layout(model, layout),
+                    _recording(recorder),
+                    _kept(base, residuals) as kept,
+                ):
                     hidden = final_hidden(base, cache, **inputs)[0]
+                if residuals is not None:
+                    residuals.add(trie.tokens, kept[residuals.block][0])
                 if recorder is not None:  # the sequence's nodes but its last token's
                     for i, path in members:
                         recorder.take(i, 0, path[:-1])
                 scored = members
             else:
+                known = None
+                if start is not None:
+                    known = (start.block, start.hidden[r][None].to(device, dtype))
                 with gate_layout(model, layout), _recording(recorder):
-                    after = hidden_after_block(base, block, cache, **inputs)
+                    after = hidden_after_block(base, block, cache, start=known, **inputs)
                 for i, path in members:
                     recorder.take(i, 0, path[:-1])
                 scored, reused = _split_by_edits(members, recorder.edited()[0])
@@ -254,7 +273,7 @@ def score_sequences(
                         base,
                         block,
                         after[:, keep],
-                        reusable(root) if root is not None else None,
+                        _cache_copy(root),
                         input_ids=ids[:, keep].to(device),
                         position_ids=sub_positions[None].to(device),
                         attention_mask=_on_device(sub_mask, device),
@@ -291,6 +310,57 @@ def _check_reused(unsteered: Unsteered, i: int, computed: float) -> None:
             "nothing. Those results are of another model, format or template. Fix: score "
             "the baseline with this model and evaluation settings"
         )
+
+
+def _check_recording(model: nn.Module, residuals: RowResiduals | None) -> None:
+    if residuals is None:
+        return
+    if residuals.tokens:
+        raise ValueError("residuals to fill must be empty")
+    if any(hook.block is None or hook.block <= residuals.block for hook in attached_hooks(model)):
+        raise ValueError(f"a hook on or below block {residuals.block} would edit the residuals")
+
+
+def _kept(base: nn.Module, residuals: RowResiduals | None):
+    return capture_residuals(base, [residuals.block]) if residuals is not None else nullcontext({})
+
+
+def _starting_residuals(
+    unsteered: Unsteered | None, block: int | None, rows: list[list[int]]
+) -> RowResiduals | None:
+    """The unsteered rows' residuals a reusing scoring starts from: kept below the hook's
+    block, and of exactly these rows."""
+    start = unsteered.residuals if unsteered is not None and block is not None else None
+    if start is None or start.block >= block:
+        return None
+    start.check_rows(rows)
+    return start
+
+
+def _check_kept(model: nn.Module, kept: RowResiduals, rows, shared: int, root, carry) -> None:
+    """The kept residuals must be this model's: the shortest row recomputed up to their block
+    (another model's would give wrong scores without a word)."""
+    r = min(range(len(rows)), key=lambda r: len(rows[r][0].tokens))
+    dtype = next(model.parameters()).dtype
+    device = next(model.parameters()).device
+    ancestry, positions, mask = packed_inputs(rows[r][0], shared, model.config, dtype)
+    inputs = _inputs(rows[r][0], positions, mask, device)
+    with gate_layout(model, GateLayout(ancestry, positions, carry)):
+        fresh = hidden_after_block(decoder(model), kept.block, _cache_copy(root), **inputs)
+    kept.check_values(r, fresh[0])
+
+
+def _inputs(trie, positions: torch.Tensor, mask, device) -> dict:
+    """A packed row's forward arguments."""
+    return dict(
+        input_ids=torch.tensor([trie.tokens], device=device),
+        position_ids=positions[None].to(device),
+        attention_mask=_on_device(mask, device),
+    )
+
+
+def _cache_copy(root: DynamicCache | None) -> DynamicCache | None:
+    return reusable(root) if root is not None else None
 
 
 def _split_by_edits(members, edited: torch.Tensor) -> tuple[list, list]:

@@ -30,7 +30,7 @@ def stage_dir(tmp_path, tiny_model_dir) -> Path:
     params = {
         "model": {"dir": str(tiny_model_dir)},
         "data": {"dir": str(tmp_path / "prepared")},
-        "sae": {"dir": str(tmp_path / "sae")},
+        "sae": {"dir": str(tmp_path / "sae"), "layer": 1},
         "clamp": {"dir": str(tmp_path / "clamp")},
         "evaluate": {
             "batch_size": 8,
@@ -228,3 +228,41 @@ def test_the_baseline_is_taken_where_the_hook_edits_nothing_and_refused_if_of_an
     frame.to_parquet(path)
     message = refused(stage_dir, "evaluate")
     assert str(path) in message and "another model, format or template" in message
+
+
+def test_the_steered_rows_start_from_the_baselines_residuals_and_others_are_refused(stage_dir):
+    from sae_unlearn.evaluation import read_role_residuals, residuals_path, write_residuals
+
+    # The hook (clamp_prime on block 1, sae.layer 1) starts each row after block 0.
+    baseline, steered = run_stages(stage_dir)
+    kept = read_role_residuals(stage_dir / "results/baseline", list(steered)[1:])
+    assert sorted(kept) == ["forget", "retain", "retain_contaminated"]
+    assert all(k.block == 0 and len(k.tokens) >= 1 for k in kept.values())
+    with_kept = (stage_dir / "steered.json").read_text()
+    plain = {role: pd.read_parquet(stage_dir / f"results/steered/{role}.parquet") for role in kept}
+    # Without the residual files, every row runs from block 0: the same results.
+    for role in kept:
+        residuals_path(stage_dir / "results/baseline", role).unlink()
+    result = CliRunner().invoke(app, ["evaluate", "--params", str(stage_dir / "params.yaml")])
+    assert result.exit_code == 0, result.output
+    assert (stage_dir / "steered.json").read_text() == with_kept
+    for role, frame in plain.items():
+        again = pd.read_parquet(stage_dir / f"results/steered/{role}.parquet")
+        pd.testing.assert_frame_equal(again, frame)
+    # Residuals of other rows (here the forget rows given as the retain ones) are refused.
+    write_residuals(residuals_path(stage_dir / "results/baseline", "retain"), kept["forget"])
+    (stage_dir / "steered.json").unlink()
+    for file in (stage_dir / "results/steered").iterdir():
+        file.unlink()
+    (stage_dir / "results/steered").rmdir()
+    message = refused(stage_dir, "evaluate")
+    assert "retain.residuals.safetensors" in message and "rerun evaluate-baseline" in message
+
+
+def test_a_hook_layer_the_model_lacks_is_refused_by_the_baseline(stage_dir):
+    result = CliRunner().invoke(
+        app, ["evaluate-baseline", "--params", str(stage_dir / "params.yaml"), "--layer", "5"]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "sae.layer=5 but the model has 2 decoder layers" in result.output
+    assert not (stage_dir / "results/baseline").exists()

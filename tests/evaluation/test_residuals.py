@@ -1,0 +1,133 @@
+"""The unsteered rows' residual stream, kept by the baseline and started from by the steered
+scoring: the same scores to the bit, the blocks below skipped, and residuals of other rows or
+another model refused."""
+
+import pytest
+import torch
+
+from sae_unlearn.errors import UserError
+from sae_unlearn.evaluation.gates import GateRecorder
+from sae_unlearn.evaluation.requests import build_requests, encode_requests
+from sae_unlearn.evaluation.residuals import (
+    RowResiduals,
+    read_residuals,
+    read_role_residuals,
+    residuals_path,
+    write_residuals,
+)
+from sae_unlearn.evaluation.run import maybe_steer
+from sae_unlearn.evaluation.scoring import Unsteered, score_sequences
+from sae_unlearn.models import decoder_layers
+from tests.evaluation.helpers import gated_on_one_latent, narrow_window_gemma2, questions
+from tests.tiny import tiny_tokenizer
+
+HOOK_BLOCK = 2  # gated_on_one_latent's
+
+
+def sequences(fewshot: bool = False):
+    shots = questions(1, "history", 4) if fewshot else None  # leaves the gate shut
+    return encode_requests(tiny_tokenizer(), build_requests(questions(8), "cloze", fewshot=shots))
+
+
+def baseline(model, seqs, max_tokens: int, block: int = HOOK_BLOCK - 1):
+    kept = RowResiduals(block, "results/baseline/forget.residuals.safetensors")
+    with torch.no_grad():
+        plain = score_sequences(model, seqs, max_tokens=max_tokens, residuals=kept)
+    return plain, kept
+
+
+def steered(model, seqs, max_tokens: int, plain, kept: RowResiduals | None, hook):
+    recorder = GateRecorder(hook, len(seqs))
+    unsteered = Unsteered([s for s, _ in plain], "results/baseline/forget.parquet", kept)
+    with maybe_steer(model, hook), torch.no_grad():
+        return score_sequences(
+            model, seqs, max_tokens=max_tokens, recorder=recorder, unsteered=unsteered
+        ), recorder
+
+
+def block_calls(model, block: int) -> list[int]:
+    """A counter of the forwards that run decoder block `block`."""
+    calls = [0]
+    decoder_layers(model)[block].register_forward_hook(
+        lambda *_: calls.__setitem__(0, calls[0] + 1)
+    )
+    return calls
+
+
+@pytest.mark.parametrize("fewshot", [False, True])
+def test_steered_rows_started_from_kept_residuals_score_the_same_bits(fewshot):
+    model = narrow_window_gemma2()
+    seqs = sequences(fewshot)
+    hook = gated_on_one_latent()
+    for max_tokens in (4096, 40):  # one packed row, and several
+        plain, kept = baseline(model, seqs, max_tokens)
+        assert all(len(t) == len(h) for t, h in zip(kept.tokens, kept.hidden, strict=True))
+        whole, whole_gates = steered(model, seqs, max_tokens, plain, None, hook)
+        first = block_calls(model, 0)
+        got, gates = steered(model, seqs, max_tokens, plain, kept, hook)
+        assert got == whole, max_tokens  # every score and greedy flag, to the bit
+        for i in range(len(seqs)):
+            assert (gates.sequence(i) == whole_gates.sequence(i)).all()
+        # Block 0 ran for the prefix all sequences share (BOS at least, the few-shot examples
+        # too) and for the one row checked against the kept residuals, not for every row.
+        assert first[0] == 2 and len(kept.tokens) >= (1 if max_tokens == 4096 else 3)
+        assert sum(greedy is None for _, greedy in got) > 0  # reuse of scores still works
+
+
+def test_residuals_of_other_rows_are_refused():
+    model = narrow_window_gemma2()
+    seqs = sequences()
+    hook = gated_on_one_latent()
+    plain, kept = baseline(model, seqs, max_tokens=40)
+    with pytest.raises(UserError) as error:  # packed into other rows
+        steered(model, seqs, 4096, plain, kept, hook)
+    assert "results/baseline/forget.residuals.safetensors" in str(error.value)
+    assert f"holds {len(kept.tokens)} packed rows, but these questions pack into 1" in str(
+        error.value
+    )
+    kept.tokens[1] = kept.tokens[1].flip(0)
+    with pytest.raises(UserError, match="packed row 1 holds other tokens"):
+        steered(model, seqs, 40, plain, kept, hook)
+
+
+def test_residuals_of_another_model_are_refused():
+    seqs = sequences()
+    model = narrow_window_gemma2()
+    plain, _ = baseline(model, seqs, max_tokens=40)
+    _, kept = baseline(narrow_window_gemma2(seed=1), seqs, max_tokens=40)
+    with pytest.raises(UserError) as error:  # this model's scores, another one's residuals
+        steered(model, seqs, 40, plain, kept, gated_on_one_latent())
+    assert "computed by another model" in str(error.value)
+    assert "rerun evaluate-baseline" in str(error.value)
+
+
+def test_residuals_kept_at_or_above_the_hooks_block_are_not_used():
+    model = narrow_window_gemma2()
+    seqs = sequences()
+    hook = gated_on_one_latent()
+    plain, kept = baseline(model, seqs, 40, block=HOOK_BLOCK)
+    kept.hidden = [h + 1.0 for h in kept.hidden]  # would move every score if it were used
+    whole, _ = steered(model, seqs, 40, plain, None, hook)
+    assert steered(model, seqs, 40, plain, kept, hook)[0] == whole
+
+
+def test_a_hook_on_or_below_the_kept_block_may_not_record():
+    model = narrow_window_gemma2()
+    with maybe_steer(model, gated_on_one_latent()), pytest.raises(ValueError, match="would edit"):
+        score_sequences(model, sequences(), residuals=RowResiduals(HOOK_BLOCK))
+
+
+def test_written_residuals_read_back_and_a_damaged_file_is_refused(tmp_path):
+    model = narrow_window_gemma2()
+    _, kept = baseline(model, sequences(), max_tokens=40)
+    path = residuals_path(tmp_path, "forget")
+    write_residuals(path, kept)
+    back = read_residuals(path)
+    assert back.block == kept.block and back.source == str(path)
+    assert [t.tolist() for t in back.tokens] == [t.tolist() for t in kept.tokens]
+    assert all(torch.equal(a, b) for a, b in zip(back.hidden, kept.hidden, strict=True))
+    assert list(read_role_residuals(tmp_path, ["forget", "retain"])) == ["forget"]
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(UserError) as error:
+        read_residuals(path)
+    assert str(path) in str(error.value) and "not a residuals file" in str(error.value)
