@@ -22,6 +22,8 @@ from pipeline.params import Params, ParamsOption, family_metrics_path
 from pipeline.timing import record_run_time
 from sae_unlearn.attacks.family import (
     FAMILIES,
+    SAME_PROMPT_FAMILIES,
+    KeptRows,
     join_family_halves,
     read_family_half,
     write_family_half,
@@ -55,6 +57,17 @@ def references(p: Params, plan, model: str, forget, evaluated: bool) -> dict | N
     }
 
 
+def kept_rows(p: Params, family: str, baseline_half) -> KeptRows | None:
+    """Where a same-prompt family's baseline half keeps its rows before the hook's layer
+    (`baseline_half` None), or where the steered half starts them (the baseline half's)."""
+    if family not in SAME_PROMPT_FAMILIES:
+        return None
+    if baseline_half is not None:
+        return KeptRows(by_setting=baseline_half.residuals)
+    layer = int(p.get("sae.layer"))
+    return KeptRows(block=layer - 1) if layer > 0 else None
+
+
 def command(
     family: str = typer.Argument(..., help=f"the attack family: {' | '.join(FAMILIES)}"),
     model_choice: str = typer.Option(
@@ -83,7 +96,7 @@ def command(
     evaluated = all(o is None for o in overrides)
     reference = references(p, plan, model_choice, forget, evaluated)  # read before the model loads
     baseline_dir, joined_dir = family_dirs(p, family)
-    hook_of = None
+    hook_of = baseline_half = None
     if model_choice == "steered":
         sae_path = Path(p.pick(sae_dir, "sae.dir"))
         clamp_cfg = checked_clamp(sae_path, clamp_file(p, p.pick(clamp, "attack.clamp")))
@@ -96,12 +109,16 @@ def command(
     hooks = {model_choice: hook_of(model) if hook_of else None}
     stage = f"attack-{family}" + ("-baseline" if model_choice == "baseline" else "")
     extra = {"reference": reference} if reference else {}
+    rows = kept_rows(p, family, baseline_half)
+    if rows is not None:
+        extra["rows"] = rows
     with record_run_time(stage=stage) as timings:
         outputs = plan.attack(model, tokenizer, hooks=hooks, cfg=plan.cfg, **plan.inputs, **extra)
         timings.update(outputs.run_info)
     if plan.reference:
         outputs.metrics["reference"] = "evaluation" if reference else "scored"
     if model_choice == "baseline":
+        outputs.residuals = rows.kept() if rows is not None else {}
         write_family_half(outputs, plan.record, baseline_dir)
         typer.echo(f"{family} baseline half -> {baseline_dir}")
         return

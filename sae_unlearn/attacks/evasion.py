@@ -14,7 +14,7 @@ import pandas as pd
 from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from sae_unlearn.attacks.family import FamilyOutputs, add_setting
+from sae_unlearn.attacks.family import FamilyOutputs, KeptRows, add_setting
 from sae_unlearn.attacks.perturb import PERTURBATIONS, perturb_question
 from sae_unlearn.attacks.reference import no_attack
 from sae_unlearn.errors import UserError
@@ -79,9 +79,11 @@ def evasion_attack(
     max_tokens: int = 512,
     log: Callable[[str], None] = print,
     reference: Mapping | None = None,
+    rows: KeptRows | None = None,
 ) -> FamilyOutputs:
     """Every perturbation of `questions`, scored by every model in `hooks`; `reference`
-    (`reference.no_attack`) gives the `none` results instead of scoring them here."""
+    (`reference.no_attack`) gives the `none` results instead of scoring them here; `rows`:
+    where the unsteered scoring keeps each perturbation's rows and the steered starts."""
     check_perturbations(cfg.perturbations)
     out = FamilyOutputs()
     examples: dict[str, list[str]] = {}
@@ -103,6 +105,7 @@ def evasion_attack(
                         max_tokens=max_tokens,
                         gates=hook,
                         template=template,
+                        residuals=rows.for_run(kind, hook is not None) if rows else None,
                     )
                 )
             fig = add_setting(out, name, kind, scored, eval_cfg.bootstrap, eval_cfg.seed)

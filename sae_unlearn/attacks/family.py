@@ -6,7 +6,10 @@ A family's stage pair (`attack-<family>-baseline`, `attack-<family>`) runs one m
 the baseline's half does not read the clamp, so a clamp sweep point reruns only the steered
 half, which joins the baseline's. A half is a folder of `metrics.json` (model -> setting ->
 figures), `accuracy.json` (the same with full bootstrap summaries), any extra JSON records,
-and `run.json`: the config and the questions, which the two halves must share.
+and `run.json`: the config and the questions, which the two halves must share. The families
+that score the same prompts for both models (fewshot, icl, evasion) also keep, in the
+baseline's half, each setting's packed rows' residual stream before the hook's layer
+(`<setting>.residuals.safetensors`, `KeptRows`), where the steered half's rows start.
 """
 
 from __future__ import annotations
@@ -24,9 +27,18 @@ from sae_unlearn.choices import ATTACK_FAMILIES
 from sae_unlearn.errors import MissingInputError, UserError, read_input
 from sae_unlearn.evaluation.gates import gate_summary
 from sae_unlearn.evaluation.metrics import accuracy_summary
+from sae_unlearn.evaluation.residuals import (
+    RESIDUALS_SUFFIX,
+    RowResiduals,
+    read_residuals,
+    write_residuals,
+)
 from sae_unlearn.io import atomic_dir, read_json, write_json
 
 FAMILIES = ATTACK_FAMILIES
+# The families whose two models score the same prompts, so the steered half's rows can start
+# where the baseline half kept them (`KeptRows`).
+SAME_PROMPT_FAMILIES = ("fewshot", "icl", "evasion")
 
 
 @contextmanager
@@ -50,6 +62,27 @@ class FamilyOutputs:
     accuracy: dict = field(default_factory=dict)  # model -> setting -> accuracy summary
     records: dict[str, Any] = field(default_factory=dict)  # name -> JSON (e.g. samples)
     run_info: dict[str, Any] = field(default_factory=dict)  # timings: logs, never an output
+    residuals: dict[str, RowResiduals] = field(default_factory=dict)  # setting -> kept rows
+
+
+@dataclass
+class KeptRows:
+    """Per setting, the packed rows' residual stream before the hook's layer: the unsteered
+    scoring keeps it (`block` set: the baseline's half), the steered scoring of the same
+    prompts starts there (given the baseline half's), skipping the blocks below the hook."""
+
+    block: int | None = None
+    by_setting: dict[str, RowResiduals] = field(default_factory=dict)
+
+    def for_run(self, setting: str, steered: bool) -> RowResiduals | None:
+        if steered:
+            return self.by_setting.get(setting)
+        if self.block is None:
+            return None
+        return self.by_setting.setdefault(setting, RowResiduals(self.block, setting))
+
+    def kept(self) -> dict[str, RowResiduals]:
+        return {setting: rows for setting, rows in self.by_setting.items() if rows.tokens}
 
 
 def add_setting(
@@ -81,6 +114,8 @@ def write_family_half(outputs: FamilyOutputs, record: dict, folder: str | Path) 
         write_json(tmp / "accuracy.json", outputs.accuracy)
         for name, data in outputs.records.items():
             write_json(tmp / f"{name}.json", data)
+        for setting, rows in outputs.residuals.items():
+            write_residuals(tmp / f"{setting}{RESIDUALS_SUFFIX}", rows)
         write_json(tmp / "run.json", record)
 
 
@@ -100,7 +135,11 @@ def read_family_half(folder: str | Path, record: dict, family: str) -> FamilyOut
             raise MissingInputError(f"{folder} has no {name}.json. Fix: {fix}")
     check_record(loaded["run"], record, folder, fix)
     extra = {k: v for k, v in loaded.items() if k not in HALF_FILES}
-    return FamilyOutputs(loaded["metrics"], loaded["accuracy"], extra)
+    residuals = {
+        path.name.removesuffix(RESIDUALS_SUFFIX): read_residuals(path)
+        for path in sorted(folder.glob(f"*{RESIDUALS_SUFFIX}"))
+    }
+    return FamilyOutputs(loaded["metrics"], loaded["accuracy"], extra, residuals=residuals)
 
 
 def check_record(found: dict, record: dict, folder: Path, fix: str) -> None:

@@ -9,6 +9,7 @@ import pandas as pd
 from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
+from sae_unlearn.attacks.family import KeptRows
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.evaluation.run import evaluate_questions, maybe_steer
@@ -46,10 +47,12 @@ def fewshot_attack(
     max_tokens: int = 512,
     gates: bool = False,
     pool_name: str = "retain",
+    rows: KeptRows | None = None,
 ) -> dict[int, dict[str, pd.DataFrame]]:
     """Per k and per named model (its hook, or None), the results on `questions` with the
     same k shots from `pool` in front of each (packed scoring, rows of `max_tokens`); with
-    `gates`, a steered model's results say where its gate opened."""
+    `gates`, a steered model's results say where its gate opened. `rows`: where the unsteered
+    scoring keeps each k's rows below the hook, and the steered one starts (`KeptRows`)."""
     frames: dict[int, dict[str, pd.DataFrame]] = {}
     for k in ks:
         shots = draw_shots(pool, k, seed, pool_name)
@@ -65,5 +68,6 @@ def fewshot_attack(
                     packed=True,
                     max_tokens=max_tokens,
                     gates=hook if gates else None,
+                    residuals=rows.for_run(f"k={k}", hook is not None) if rows else None,
                 )
     return frames

@@ -13,7 +13,7 @@ import pandas as pd
 from torch import nn
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from sae_unlearn.attacks.family import FamilyOutputs, add_setting
+from sae_unlearn.attacks.family import FamilyOutputs, KeptRows, add_setting
 from sae_unlearn.attacks.fewshot import fewshot_attack
 from sae_unlearn.attacks.reference import no_attack
 from sae_unlearn.evaluation.config import EvalConfig
@@ -38,11 +38,12 @@ def icl_attack(
     log: Callable[[str], None] = print,
     reference: Mapping | None = None,
     pool_name: str = "dev-half forget",
+    rows: KeptRows | None = None,
 ) -> FamilyOutputs:
     """Per k and model: accuracy on the `scored` questions with k shots from `pool` (for
     icl the test half and the dev half of the forget questions: `subsets.pool_and_scored`;
     for fewshot the retain questions as `pool`). `reference` (`reference.no_attack`) gives
-    the k = 0 results instead of scoring them here."""
+    the k = 0 results instead of scoring them here; `rows`: `KeptRows`."""
     given = {name: no_attack(reference, name) for name in hooks}
     known = 0 in cfg.ks and all(frame is not None for frame in given.values())
     ks = [k for k in cfg.ks if not (known and k == 0)]
@@ -58,6 +59,7 @@ def icl_attack(
         max_tokens,
         gates=True,
         pool_name=pool_name,
+        rows=rows,
     )
     if known:
         frames[0] = given

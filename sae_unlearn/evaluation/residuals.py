@@ -45,6 +45,10 @@ class RowResiduals:
         self.tokens.append(torch.as_tensor(list(tokens), dtype=torch.long))
         self.hidden.append(hidden.detach().to("cpu").clone())
 
+    def row(self, r: int, device, dtype: torch.dtype) -> torch.Tensor:
+        """Row `r`'s residuals as a batch of one, where the model computes."""
+        return self.hidden[r][None].to(device, dtype)
+
     def check_rows(self, rows: Sequence[Sequence[int]]) -> None:
         """The rows about to be scored must be the kept ones, token for token."""
         if len(rows) != len(self.tokens):

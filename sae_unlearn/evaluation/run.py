@@ -84,8 +84,10 @@ def evaluate_questions(
     `baseline` (with `gates`, packed): the unsteered model's per-question results of these
     questions and where they came from; a choice the hook edits nothing for takes its
     log-likelihood from them instead of running the blocks after the hook's.
-    `residuals` (packed): unsteered, filled with each packed row's residual stream after
-    `residuals.block`; steered with `baseline`, the baseline's, where the rows start.
+    `residuals` (packed): empty, filled with each packed row's residual stream after
+    `residuals.block` (the unsteered model's: no hook may sit at or below it); filled by an
+    earlier scoring of the same rows, where the rows start (a steered one skips the blocks
+    up to it: below its hook they compute what they did unsteered).
     """
     requests = build_requests(questions, cfg.format, fewshot, suffix, template)
     pairs = encode_requests(tokenizer, requests)
@@ -93,8 +95,8 @@ def evaluate_questions(
     if packed:
         unsteered = None
         if baseline is not None and gates is not None:
-            loglik = choice_logliks(baseline[0], requests, baseline[1])
-            unsteered = Unsteered(loglik, baseline[1], residuals)
+            unsteered = Unsteered(choice_logliks(baseline[0], requests, baseline[1]), baseline[1])
+        filled = residuals is not None and bool(residuals.tokens)
         scores = score_sequences(
             model,
             pairs,
@@ -102,7 +104,8 @@ def evaluate_questions(
             progress=progress,
             recorder=recorder,
             unsteered=unsteered,
-            residuals=residuals if gates is None else None,
+            keep=None if filled else residuals,
+            start=residuals if filled else None,
         )
     else:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -147,8 +150,8 @@ def evaluate_sets(
     its dev and test halves (and, steered, how often the gate opened: `gate`). `baseline`
     (role -> the unsteered model's per-question results of that set, checked to be of its
     questions, and their source) spares the work for questions the hook leaves alone.
-    `residuals` (role -> `RowResiduals`): unsteered, filled for each set; steered, the
-    baseline's, where each set's rows start."""
+    `residuals` (role -> `RowResiduals`, `evaluate_questions`): empty ones are filled (the
+    baseline), filled ones are where each set's rows start (steered)."""
     results = {}
     for role, questions in sets.items():
         with maybe_steer(model, hook):

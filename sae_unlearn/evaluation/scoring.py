@@ -47,7 +47,7 @@ from sae_unlearn.evaluation.packing import (
     tree_mask,
 )
 from sae_unlearn.evaluation.residuals import RowResiduals
-from sae_unlearn.models import capture_residuals
+from sae_unlearn.models import capture_residuals, decoder_layers
 from sae_unlearn.steering import GateLayout, attached_hooks, gate_carry, gate_layout
 
 # (sum of log-probs, whether every token is the greedy one; None where a reused value was taken)
@@ -162,8 +162,6 @@ class Unsteered:
 
     loglik: Sequence[float]
     source: str
-    # the unsteered rows' residual stream below the hook's block, where the rows start
-    residuals: RowResiduals | None = None
 
 
 def _on_device(mask, device):
@@ -178,7 +176,8 @@ def score_sequences(
     progress: bool = False,
     recorder: GateRecorder | None = None,
     unsteered: Unsteered | None = None,
-    residuals: RowResiduals | None = None,
+    keep: RowResiduals | None = None,
+    start: RowResiduals | None = None,
 ) -> list[Score]:
     """`continuation_logprobs` computing every shared prefix once: the prefix common to all
     sequences in a KV cache, the rest in prefix trees of up to `max_tokens` nodes, each
@@ -189,11 +188,11 @@ def score_sequences(
     value (greedy flag None); only the others run on through the remaining blocks and the
     unembedding. Where most of a benign set leaves the gate closed, that is about half the
     work. The first reused sequence is also scored, and must agree within `REUSE_TOLERANCE`
-    (a baseline of another model, format or template does not). With the unsteered rows'
-    residual stream below the hook's block (`unsteered.residuals`), each row starts there.
+    (a baseline of another model, format or template does not).
 
-    `residuals` (no hook on or below its block) is filled with each packed row's residual
-    stream after `residuals.block`, for a steered scoring of the same rows to start from.
+    `keep` is filled with each packed row's residual stream after `keep.block`, as the
+    unsteered model computes it; a steered scoring of the same rows can `start` there, running
+    only the blocks after it (nothing but the clamp hook, above that block, may differ).
     """
     if not sequences:
         return []
@@ -202,7 +201,9 @@ def score_sequences(
         pad = getattr(model.config, "pad_token_id", None) or 0
         return continuation_logprobs(model, sequences, pad, 16, progress, grad, recorder)
     block = _reuse_block(model, recorder, unsteered, grad, len(sequences))
-    _check_recording(model, residuals)
+    _check_keep(model, keep, start)
+    if start is not None and not _untouched(model, start.block):
+        start = None  # a hook at or below its block would be skipped: the rows start at 0
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     base = decoder(model)
@@ -211,7 +212,8 @@ def score_sequences(
     # its hidden state predicts the first continuation token.
     shared = min(common_prefix(full), min(len(ctx) for ctx, _ in sequences) - 1)
     rows = pack_rows(full, shared, max_tokens)
-    start = _starting_residuals(unsteered, block, [trie.tokens for trie, _ in rows])
+    if start is not None:
+        start.check_rows([trie.tokens for trie, _ in rows])
     results: list[Score] = [(0.0, False)] * len(sequences)
     with torch.enable_grad() if grad else torch.no_grad():
         # A gated clamp reads earlier positions: the prefix tells whether its gate is
@@ -223,10 +225,10 @@ def score_sequences(
             for i in range(len(sequences)):
                 recorder.take(i, 0, slice(0, shared))
             if block is not None and bool(recorder.edited()[0, :shared].any()):
-                block = start = None  # every sequence reads the edited prefix: nothing to reuse
+                block = None  # every sequence reads the edited prefix: nothing to reuse
         carry = gate_carry(gated)
         if start is not None:
-            _check_kept(model, start, rows, shared, root, carry)
+            _check_start(model, start, rows, shared, root, carry)
         checked = False
         for r, (trie, members) in enumerate(tqdm(rows, desc="score", disable=not progress)):
             ancestry, positions, mask = packed_inputs(trie, shared, model.config, dtype)
@@ -234,23 +236,20 @@ def score_sequences(
             layout = GateLayout(ancestry, positions, carry)
             cache = _cache_copy(root)
             inputs = _inputs(trie, positions, mask, device)
+            known = None if start is None else (start.block, start.row(r, device, dtype))
             if block is None:
-                with (
-                    gate_layout(model, layout),
-                    _recording(recorder),
-                    _kept(base, residuals) as kept,
-                ):
-                    hidden = final_hidden(base, cache, **inputs)[0]
-                if residuals is not None:
-                    residuals.add(trie.tokens, kept[residuals.block][0])
+                with gate_layout(model, layout), _recording(recorder), _kept(base, keep) as kept:
+                    if known is None:
+                        hidden = final_hidden(base, cache, **inputs)[0]
+                    else:
+                        hidden = final_hidden_after_block(base, *known, cache, **inputs)[0]
+                if keep is not None:
+                    keep.add(trie.tokens, kept[keep.block][0])
                 if recorder is not None:  # the sequence's nodes but its last token's
                     for i, path in members:
                         recorder.take(i, 0, path[:-1])
                 scored = members
             else:
-                known = None
-                if start is not None:
-                    known = (start.block, start.hidden[r][None].to(device, dtype))
                 with gate_layout(model, layout), _recording(recorder):
                     after = hidden_after_block(base, block, cache, start=known, **inputs)
                 for i, path in members:
@@ -312,32 +311,28 @@ def _check_reused(unsteered: Unsteered, i: int, computed: float) -> None:
         )
 
 
-def _check_recording(model: nn.Module, residuals: RowResiduals | None) -> None:
-    if residuals is None:
+def _untouched(model: nn.Module, block: int) -> bool:
+    """Nothing but the model computes the residual stream up to block `block`: no hook on
+    the embedding or on those blocks (a clamp hook, an added residual, soft tokens)."""
+    base = decoder(model)
+    below = [base.get_input_embeddings(), *decoder_layers(base)[: block + 1]]
+    return not any(m._forward_hooks or m._forward_pre_hooks for m in below)
+
+
+def _check_keep(model: nn.Module, keep: RowResiduals | None, start: RowResiduals | None) -> None:
+    if keep is None:
         return
-    if residuals.tokens:
-        raise ValueError("residuals to fill must be empty")
-    if any(hook.block is None or hook.block <= residuals.block for hook in attached_hooks(model)):
-        raise ValueError(f"a hook on or below block {residuals.block} would edit the residuals")
+    if keep.tokens or start is not None:
+        raise ValueError("residuals are kept into an empty store, in a scoring from block 0")
+    if not _untouched(model, keep.block):
+        raise ValueError(f"a hook edits the residual stream at or below block {keep.block}")
 
 
-def _kept(base: nn.Module, residuals: RowResiduals | None):
-    return capture_residuals(base, [residuals.block]) if residuals is not None else nullcontext({})
+def _kept(base: nn.Module, keep: RowResiduals | None):
+    return capture_residuals(base, [keep.block]) if keep is not None else nullcontext({})
 
 
-def _starting_residuals(
-    unsteered: Unsteered | None, block: int | None, rows: list[list[int]]
-) -> RowResiduals | None:
-    """The unsteered rows' residuals a reusing scoring starts from: kept below the hook's
-    block, and of exactly these rows."""
-    start = unsteered.residuals if unsteered is not None and block is not None else None
-    if start is None or start.block >= block:
-        return None
-    start.check_rows(rows)
-    return start
-
-
-def _check_kept(model: nn.Module, kept: RowResiduals, rows, shared: int, root, carry) -> None:
+def _check_start(model: nn.Module, kept: RowResiduals, rows, shared: int, root, carry) -> None:
     """The kept residuals must be this model's: the shortest row recomputed up to their block
     (another model's would give wrong scores without a word)."""
     r = min(range(len(rows)), key=lambda r: len(rows[r][0].tokens))

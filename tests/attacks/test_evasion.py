@@ -11,13 +11,13 @@ from sae_unlearn.attacks.evasion import (
     evasion_attack,
     perturbed,
 )
-from sae_unlearn.attacks.family import join_family_halves
+from sae_unlearn.attacks.family import KeptRows, join_family_halves
 from sae_unlearn.attacks.perturb import PERTURBATIONS
 from sae_unlearn.errors import UserError
 from sae_unlearn.evaluation.config import EvalConfig
 from sae_unlearn.evaluation.prompts import prompt_texts
 from sae_unlearn.evaluation.run import evaluate_questions, maybe_steer
-from tests.evaluation.helpers import questions
+from tests.evaluation.helpers import block_calls, questions
 
 FILLER = "Some benign text."
 SYNONYMS = {"viruses": "tiny invaders", "cells": "units"}
@@ -30,7 +30,7 @@ def non_letters(text: str) -> list[str]:
     return [c for c in text if not c.isalpha()]
 
 
-def attack(tiny_model, hooks, cfg=EvasionConfig(), n=4, log=None):
+def attack(tiny_model, hooks, cfg=EvasionConfig(), n=4, log=None, rows=None):
     model, tokenizer = tiny_model
     return evasion_attack(
         model,
@@ -42,6 +42,7 @@ def attack(tiny_model, hooks, cfg=EvasionConfig(), n=4, log=None):
         FILLER,
         SYNONYMS,
         log=log or (lambda _: None),
+        rows=rows,
     )
 
 
@@ -195,3 +196,21 @@ def test_halves_join_into_one_run_of_both(full, tiny_model, gated_hook):
     assert both.metrics == full[0].metrics
     assert both.accuracy == full[0].accuracy
     assert both.records == full[0].records
+
+
+def test_the_steered_half_starts_where_the_baseline_half_kept_its_rows(
+    full, tiny_model, gated_hook
+):
+    # The hook sits on block 1: the baseline half keeps each setting's rows after block 0.
+    rows = KeptRows(block=0)
+    baseline = attack(tiny_model, {"baseline": None}, rows=rows)
+    kept = rows.kept()
+    assert sorted(kept) == sorted(["none", *EvasionConfig().perturbations])
+    again = KeptRows(by_setting=kept)
+    calls, steered = block_calls(
+        tiny_model[0], 0, attack, tiny_model, {"steered": gated_hook}, rows=again
+    )
+    both = join_family_halves(baseline, steered)
+    assert both.metrics == full[0].metrics and both.accuracy == full[0].accuracy
+    # Block 0 ran for each setting's shared prefix (BOS) and its one checked row only.
+    assert calls == 2 * len(kept)

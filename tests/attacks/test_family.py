@@ -172,3 +172,20 @@ def test_a_record_named_like_a_halfs_own_file_does_not_replace_it(tmp_path):
     except ValueError:
         return  # refusing the name is as good
     assert read_family_half(tmp_path / "half", RECORD, "evasion").metrics == half.metrics
+
+
+def test_a_halfs_kept_rows_round_trip(tmp_path):
+    import torch
+
+    from sae_unlearn.evaluation.residuals import RowResiduals
+
+    half = outputs("baseline", 0.5)
+    rows = RowResiduals(0, "k=2", [torch.tensor([2, 5, 9])], [torch.randn(3, 4)])
+    half.residuals = {"k=2": rows}
+    write_family_half(half, RECORD, tmp_path / "half")
+    assert (tmp_path / "half" / "k=2.residuals.safetensors").is_file()
+    back = read_family_half(tmp_path / "half", RECORD, "fewshot")
+    assert list(back.residuals) == ["k=2"] and back.residuals["k=2"].block == 0
+    assert back.residuals["k=2"].tokens[0].tolist() == [2, 5, 9]
+    assert torch.equal(back.residuals["k=2"].hidden[0], rows.hidden[0])
+    assert back.metrics == half.metrics and back.records == half.records

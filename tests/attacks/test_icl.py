@@ -135,3 +135,26 @@ def test_more_shots_than_the_dev_half_has_are_refused(tiny_model):
             EVAL,
             log=print,
         )
+
+
+def test_the_steered_run_starts_where_the_baseline_kept_each_ks_rows(tiny_model, gated_hook):
+    from sae_unlearn.attacks.family import KeptRows
+    from tests.evaluation.helpers import block_calls
+
+    model, tokenizer = tiny_model
+    halves = pool_and_scored(forget(), 3, seed=0)
+    cfg = ICLConfig(ks=(0, 2), seed=0)
+
+    def run(hooks, rows=None):
+        return icl_attack(model, tokenizer, *halves, hooks, cfg, EVAL, log=print, rows=rows)
+
+    rows = KeptRows(block=0)  # the hook sits on block 1
+    baseline = run({"baseline": None}, rows)
+    assert sorted(rows.kept()) == ["k=0", "k=2"]
+    plain = run({"steered": gated_hook})
+    calls, steered = block_calls(
+        model, 0, run, {"steered": gated_hook}, KeptRows(None, rows.kept())
+    )
+    assert steered.metrics == plain.metrics and steered.accuracy == plain.accuracy
+    assert calls == 2 * 2  # per k: the shared prefix (the shots) and the checked row
+    assert baseline.metrics["baseline"] != {}

@@ -191,3 +191,26 @@ def test_evaluation_results_of_other_questions_are_refused(tmp_path, tiny_model_
         app, ["attack-family", "icl", "--model", "baseline", "--params", params]
     )
     assert result.exit_code == 2 and "scored on other forget questions" in result.output
+
+
+def test_same_prompt_families_keep_the_baseline_rows_and_the_steered_half_starts_there(
+    tmp_path, tiny_model_dir
+):
+    params = str(family_project(tmp_path, tiny_model_dir))
+    for family in ("fewshot", "icl", "evasion"):
+        invoke("attack-family", family, "--model", "baseline", "--params", params)
+        half_dir = tmp_path / "families" / f"{family}_baseline"
+        kept = sorted(p.name for p in half_dir.glob("*.residuals.safetensors"))
+        scored = json.loads((half_dir / "metrics.json").read_text())["baseline"]
+        # every setting the half scored itself (k=0 and none come from the evaluation)
+        assert kept == sorted(
+            f"{s}.residuals.safetensors" for s in scored if s not in ("k=0", "none")
+        )
+        invoke("attack-family", family, "--params", params)
+        with_rows = (tmp_path / f"attack_{family}.json").read_text()
+        for path in half_dir.glob("*.residuals.safetensors"):
+            path.unlink()
+        invoke("attack-family", family, "--params", params)
+        assert (tmp_path / f"attack_{family}.json").read_text() == with_rows
+        # the joined folder holds the metrics and records, not the baseline's rows
+        assert not list((tmp_path / "families" / family).glob("*.safetensors"))

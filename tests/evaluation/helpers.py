@@ -7,6 +7,7 @@ import pytest
 import torch
 from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
 
+from sae_unlearn.models import decoder_layers
 from sae_unlearn.steering import ClampHook, clamp_prime, gated_clamp
 
 D_IN = 32  # hidden size of tests.tiny models
@@ -112,3 +113,22 @@ def gated_hook():
     # At 15.5 the gate opens part-way through some questions and never in others (the
     # "Question" token at position 1 reaches 15.46), so scoring must see them whole.
     return ClampHook(tiny_sae(), gated_clamp(1, list(range(0, 64, 2)), [15.5] * 32, -20.0))
+
+
+def block_calls(model, block: int, run, *args, **kwargs):
+    """How many forwards run decoder block `block` in `run(*args, **kwargs)`, and its result
+    (counted by wrapping the block's `forward`: a hook there makes the rows start at block 0)."""
+    module = decoder_layers(model)[block]
+    calls = [0]
+    original = module.forward
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    module.forward = counted
+    try:
+        result = run(*args, **kwargs)
+    finally:
+        del module.forward
+    return calls[0], result

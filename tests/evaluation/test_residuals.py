@@ -17,8 +17,12 @@ from sae_unlearn.evaluation.residuals import (
 )
 from sae_unlearn.evaluation.run import maybe_steer
 from sae_unlearn.evaluation.scoring import Unsteered, score_sequences
-from sae_unlearn.models import decoder_layers
-from tests.evaluation.helpers import gated_on_one_latent, narrow_window_gemma2, questions
+from tests.evaluation.helpers import (
+    block_calls,
+    gated_on_one_latent,
+    narrow_window_gemma2,
+    questions,
+)
 from tests.tiny import tiny_tokenizer
 
 HOOK_BLOCK = 2  # gated_on_one_latent's
@@ -32,26 +36,25 @@ def sequences(fewshot: bool = False):
 def baseline(model, seqs, max_tokens: int, block: int = HOOK_BLOCK - 1):
     kept = RowResiduals(block, "results/baseline/forget.residuals.safetensors")
     with torch.no_grad():
-        plain = score_sequences(model, seqs, max_tokens=max_tokens, residuals=kept)
+        plain = score_sequences(model, seqs, max_tokens=max_tokens, keep=kept)
     return plain, kept
 
 
-def steered(model, seqs, max_tokens: int, plain, kept: RowResiduals | None, hook):
+def steered(model, seqs, max_tokens: int, plain, kept: RowResiduals | None, hook, reuse=True):
+    """Steered scores and gate marks; with `plain`'s scores where the hook edits nothing
+    (`reuse`), and starting from `kept`."""
     recorder = GateRecorder(hook, len(seqs))
-    unsteered = Unsteered([s for s, _ in plain], "results/baseline/forget.parquet", kept)
+    unsteered = Unsteered([s for s, _ in plain], "results/baseline/forget.parquet")
     with maybe_steer(model, hook), torch.no_grad():
-        return score_sequences(
-            model, seqs, max_tokens=max_tokens, recorder=recorder, unsteered=unsteered
-        ), recorder
-
-
-def block_calls(model, block: int) -> list[int]:
-    """A counter of the forwards that run decoder block `block`."""
-    calls = [0]
-    decoder_layers(model)[block].register_forward_hook(
-        lambda *_: calls.__setitem__(0, calls[0] + 1)
-    )
-    return calls
+        got = score_sequences(
+            model,
+            seqs,
+            max_tokens=max_tokens,
+            recorder=recorder,
+            unsteered=unsteered if reuse else None,
+            start=kept,
+        )
+    return got, recorder
 
 
 @pytest.mark.parametrize("fewshot", [False, True])
@@ -63,14 +66,15 @@ def test_steered_rows_started_from_kept_residuals_score_the_same_bits(fewshot):
         plain, kept = baseline(model, seqs, max_tokens)
         assert all(len(t) == len(h) for t, h in zip(kept.tokens, kept.hidden, strict=True))
         whole, whole_gates = steered(model, seqs, max_tokens, plain, None, hook)
-        first = block_calls(model, 0)
-        got, gates = steered(model, seqs, max_tokens, plain, kept, hook)
+        first, (got, gates) = block_calls(
+            model, 0, steered, model, seqs, max_tokens, plain, kept, hook
+        )
         assert got == whole, max_tokens  # every score and greedy flag, to the bit
         for i in range(len(seqs)):
             assert (gates.sequence(i) == whole_gates.sequence(i)).all()
         # Block 0 ran for the prefix all sequences share (BOS at least, the few-shot examples
         # too) and for the one row checked against the kept residuals, not for every row.
-        assert first[0] == 2 and len(kept.tokens) >= (1 if max_tokens == 4096 else 3)
+        assert first == 2 and len(kept.tokens) >= (1 if max_tokens == 4096 else 3)
         assert sum(greedy is None for _, greedy in got) > 0  # reuse of scores still works
 
 
@@ -113,8 +117,8 @@ def test_residuals_kept_at_or_above_the_hooks_block_are_not_used():
 
 def test_a_hook_on_or_below_the_kept_block_may_not_record():
     model = narrow_window_gemma2()
-    with maybe_steer(model, gated_on_one_latent()), pytest.raises(ValueError, match="would edit"):
-        score_sequences(model, sequences(), residuals=RowResiduals(HOOK_BLOCK))
+    with maybe_steer(model, gated_on_one_latent()), pytest.raises(ValueError, match="a hook edits"):
+        score_sequences(model, sequences(), keep=RowResiduals(HOOK_BLOCK))
 
 
 def test_written_residuals_read_back_and_a_damaged_file_is_refused(tmp_path):
@@ -131,3 +135,41 @@ def test_written_residuals_read_back_and_a_damaged_file_is_refused(tmp_path):
     with pytest.raises(UserError) as error:
         read_residuals(path)
     assert str(path) in str(error.value) and "not a residuals file" in str(error.value)
+
+
+def test_rows_start_from_kept_residuals_without_reused_scores_and_after_an_edited_prefix():
+    # Forget-topic few-shot examples open the gate in the shared prefix: no score can be
+    # reused, but below the hook's block every row is still the unsteered model's.
+    model = narrow_window_gemma2()
+    seqs = encode_requests(
+        tiny_tokenizer(), build_requests(questions(4, offset=3), "cloze", fewshot=questions(3))
+    )
+    hook = gated_on_one_latent()
+    plain, kept = baseline(model, seqs, max_tokens=40)
+    assert len(kept.tokens) >= 2
+    for reuse in (True, False):
+        whole, whole_gates = steered(model, seqs, 40, plain, None, hook, reuse=reuse)
+        first, (got, gates) = block_calls(
+            model, 0, steered, model, seqs, 40, plain, kept, hook, reuse=reuse
+        )
+        assert got == whole and all(greedy is not None for _, greedy in got)
+        assert first == 2  # the prefix and the checked row
+        for i in range(len(seqs)):
+            assert (gates.sequence(i) == whole_gates.sequence(i)).all()
+
+
+def test_rows_start_from_block_0_where_a_hook_edits_below_the_kept_block():
+    from sae_unlearn.attacks.whitebox import residual_added
+
+    model = narrow_window_gemma2()
+    seqs = sequences()
+    hook = gated_on_one_latent()
+    plain, kept = baseline(model, seqs, max_tokens=40)
+    delta = torch.full((model.config.hidden_size,), 0.5)
+    with residual_added(model, 0, delta):  # after block 0, below the kept block 1
+        whole, _ = steered(model, seqs, 40, plain, None, hook, reuse=False)
+        first, (got, _) = block_calls(
+            model, 0, steered, model, seqs, 40, plain, kept, hook, reuse=False
+        )
+    assert got == whole and first == len(kept.tokens) + 1  # every row from block 0
+    assert got != steered(model, seqs, 40, plain, None, hook, reuse=False)[0]
