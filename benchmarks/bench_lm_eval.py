@@ -25,8 +25,10 @@ import torch
 import yaml
 
 from sae_unlearn.evaluation import EvalConfig, checked_clamp, evaluate_questions, load_clamp_hook
+from sae_unlearn.evaluation.residuals import RowResiduals
 from sae_unlearn.evaluation.run import maybe_steer
 from sae_unlearn.models import load_model
+from sae_unlearn.steering import read_clamp_yaml
 
 LM_EVAL_BATCH = 32
 OUR_BATCH = 32
@@ -98,6 +100,7 @@ def _ours(
     steered: bool,
     packed: bool,
     baseline: pd.DataFrame | None = None,
+    residuals: RowResiduals | None = None,
 ):
     start = time.perf_counter()
     clamp = checked_clamp(paths["sae"], paths["clamp"]) if steered else None
@@ -112,6 +115,7 @@ def _ours(
             packed=packed,
             gates=hook,
             baseline=None if baseline is None else (baseline, "the unsteered run"),
+            residuals=residuals if packed else None,
         )
     seconds = time.perf_counter() - start
     return seconds, frame
@@ -123,6 +127,7 @@ def run(root: Path | None = None, log=print) -> dict:
     out: dict = {"n_questions": len(questions), "target": TARGET}
     out["threads"] = torch.get_num_threads()
     frames: dict[str, pd.DataFrame] = {}
+    kept = RowResiduals(read_clamp_yaml(paths["clamp"]).layer - 1)  # filled, then started from
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         _task(questions, folder)
@@ -136,14 +141,21 @@ def run(root: Path | None = None, log=print) -> dict:
                 "sae_unlearn" if steered else "hf", args, folder
             )
             row = {"lm_eval_s": round(theirs_s, 1), "lm_eval_acc": theirs_acc}
-            # The steered stage also takes the baseline's scores where the hook edits
-            # nothing (`evaluate_questions(baseline=...)`): here the unsteered packed run's.
+            # As the stages do, the unsteered packed run keeps its rows' residual stream
+            # before the hook's layer, and the steered stage starts its rows there and takes
+            # the baseline's scores where the hook edits nothing (`evaluate_questions(
+            # baseline=..., residuals=...)`): here the unsteered packed run's.
             variants = [("dense", False, None), ("packed", True, None)]
             if steered:
                 variants.append(("packed_reusing", True, frames["unsteered"]))
             for name, packed, baseline in variants:
                 log(f"bench lm-eval {kind}: ours ({name}) ...")
-                ours_s, frame = _ours(paths, questions, steered, packed, baseline)
+                keeps_or_starts = (kind, name) in (
+                    ("unsteered", "packed"),
+                    ("steered", "packed_reusing"),
+                )
+                rows = kept if keeps_or_starts else None
+                ours_s, frame = _ours(paths, questions, steered, packed, baseline, rows)
                 diff = max(
                     float(np.abs(np.asarray(a) - np.asarray(b)).max())
                     for a, b in zip(frame["loglik"], theirs_ll, strict=True)
