@@ -311,12 +311,19 @@ def _check_reused(unsteered: Unsteered, i: int, computed: float) -> None:
         )
 
 
+# transformers 5 installs these on every layer the first time a forward asks for hidden states,
+# and keeps them; they record outputs and never change one.
+RECORDING_HOOKS = ("output_capturing_hook",)
+
+
 def _untouched(model: nn.Module, block: int) -> bool:
     """Nothing but the model computes the residual stream up to block `block`: no hook on
-    the embedding or on those blocks (a clamp hook, an added residual, soft tokens)."""
+    the embedding or on those blocks (a clamp hook, an added residual, soft tokens) but
+    transformers' own recorders."""
     base = decoder(model)
     below = [base.get_input_embeddings(), *decoder_layers(base)[: block + 1]]
-    return not any(m._forward_hooks or m._forward_pre_hooks for m in below)
+    hooks = [h for m in below for h in (*m._forward_hooks.values(), *m._forward_pre_hooks.values())]
+    return all(getattr(h, "__name__", "") in RECORDING_HOOKS for h in hooks)
 
 
 def _check_keep(model: nn.Module, keep: RowResiduals | None, start: RowResiduals | None) -> None:

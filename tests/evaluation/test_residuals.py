@@ -17,6 +17,7 @@ from sae_unlearn.evaluation.residuals import (
 )
 from sae_unlearn.evaluation.run import maybe_steer
 from sae_unlearn.evaluation.scoring import Unsteered, score_sequences
+from sae_unlearn.models import decoder_layers
 from tests.evaluation.helpers import (
     block_calls,
     gated_on_one_latent,
@@ -173,3 +174,17 @@ def test_rows_start_from_block_0_where_a_hook_edits_below_the_kept_block():
         )
     assert got == whole and first == len(kept.tokens) + 1  # every row from block 0
     assert got != steered(model, seqs, 40, plain, None, hook, reuse=False)[0]
+
+
+def test_transformers_own_recording_hooks_do_not_stop_the_start():
+    # Asking once for hidden states leaves transformers 5's recording hooks on every layer.
+    model = narrow_window_gemma2()
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[2, 40, 41]]), output_hidden_states=True)
+    assert all(block._forward_hooks for block in decoder_layers(model))
+    seqs = sequences()
+    hook = gated_on_one_latent()
+    plain, kept = baseline(model, seqs, max_tokens=40)
+    whole, _ = steered(model, seqs, 40, plain, None, hook)
+    first, (got, _) = block_calls(model, 0, steered, model, seqs, 40, plain, kept, hook)
+    assert got == whole and first == 2
