@@ -34,7 +34,7 @@ from sae_unlearn.data import read_question_file
 from sae_unlearn.errors import UserError, read_json_input
 from sae_unlearn.evaluation import checked_clamp, load_clamp_hook
 from sae_unlearn.io import write_json
-from sae_unlearn.models import load_model
+from sae_unlearn.models import load_model, num_layers
 
 MODEL_CHOICES = ("baseline", "steered")
 
@@ -57,15 +57,16 @@ def references(p: Params, plan, model: str, forget, evaluated: bool) -> dict | N
     }
 
 
-def kept_rows(p: Params, family: str, baseline_half) -> KeptRows | None:
+def kept_rows(p: Params, family: str, baseline_half, model) -> KeptRows | None:
     """Where a same-prompt family's baseline half keeps its rows before the hook's layer
-    (`baseline_half` None), or where the steered half starts them (the baseline half's)."""
+    (`baseline_half` None; none where the model lacks `sae.layer`), or where the steered half
+    starts them (the baseline half's)."""
     if family not in SAME_PROMPT_FAMILIES:
         return None
     if baseline_half is not None:
         return KeptRows(by_setting=baseline_half.residuals)
     layer = int(p.get("sae.layer"))
-    return KeptRows(block=layer - 1) if layer > 0 else None
+    return KeptRows(block=layer - 1) if 0 < layer < num_layers(model) else None
 
 
 def command(
@@ -109,7 +110,7 @@ def command(
     hooks = {model_choice: hook_of(model) if hook_of else None}
     stage = f"attack-{family}" + ("-baseline" if model_choice == "baseline" else "")
     extra = {"reference": reference} if reference else {}
-    rows = kept_rows(p, family, baseline_half)
+    rows = kept_rows(p, family, baseline_half, model)
     if rows is not None:
         extra["rows"] = rows
     with record_run_time(stage=stage) as timings:

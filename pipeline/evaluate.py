@@ -40,7 +40,7 @@ from sae_unlearn.evaluation import (
     write_residuals,
 )
 from sae_unlearn.io import atomic_dir, write_json, write_parquet
-from sae_unlearn.models import check_layer, load_model
+from sae_unlearn.models import load_model, num_layers
 from sae_unlearn.steering import ClampConfig
 
 
@@ -82,8 +82,7 @@ def run_evaluation(
     with record_run_time():
         model, tokenizer = load_model(str(model_dir), p.get("model.dtype"))
         hook = load_clamp_hook(model, sae_dir, clamp) if clamp is not None else None
-        for kept in (residuals or {}).values():  # kept before the hook's layer
-            check_layer(model, kept.block + 1, what="sae.layer")
+        residuals = fitting_rows(model, residuals)
         # The baseline's results of the questions the hook leaves alone are the steered ones.
         results, metrics = evaluate_sets(
             model, tokenizer, sets, cfg, hook, progress=True, baseline=known, residuals=residuals
@@ -100,6 +99,20 @@ def run_evaluation(
                 if kept.tokens:  # none where the model's attention cannot pack rows
                     write_residuals(residuals_path(tmp, role), kept)
     return metrics
+
+
+def fitting_rows(model, residuals: dict | None) -> dict | None:
+    """The rows kept before the hook's layer (`sae.layer`), where the model has that layer.
+    Otherwise the questions are scored all the same, from block 0 (the SAE stages refuse
+    such a layer; a baseline of another model needs none)."""
+    blocks = {kept.block for kept in (residuals or {}).values()}
+    if not blocks or max(blocks) + 1 < num_layers(model):
+        return residuals
+    typer.echo(
+        f"sae.layer={max(blocks) + 1} is not a layer of this {num_layers(model)}-layer model: "
+        "the rows are scored from block 0 and none are kept"
+    )
+    return None
 
 
 def checked_baseline(p: Params, baseline: str | None, cfg: EvalConfig, sets: dict) -> dict | None:

@@ -259,10 +259,14 @@ def test_the_steered_rows_start_from_the_baselines_residuals_and_others_are_refu
     assert "retain.residuals.safetensors" in message and "rerun evaluate-baseline" in message
 
 
-def test_a_hook_layer_the_model_lacks_is_refused_by_the_baseline(stage_dir):
+def test_a_hook_layer_the_model_lacks_keeps_no_rows(stage_dir):
     result = CliRunner().invoke(
         app, ["evaluate-baseline", "--params", str(stage_dir / "params.yaml"), "--layer", "5"]
     )
-    assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "sae.layer=5 but the model has 2 decoder layers" in result.output
-    assert not (stage_dir / "results/baseline").exists()
+    assert result.exit_code == 0, result.output
+    assert "sae.layer=5 is not a layer of this 2-layer model" in result.output
+    assert sorted(p.name for p in (stage_dir / "results/baseline").iterdir()) == [
+        "forget.parquet",
+        "retain.parquet",
+        "retain_contaminated.parquet",
+    ]
