@@ -10,6 +10,7 @@ import importlib.util
 import json
 import platform
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -99,7 +100,9 @@ def bench_steering(model, tokenizer) -> dict:
     from sae_unlearn.saes import load_sae_dir
     from sae_unlearn.steering import ClampHook, read_clamp_yaml, steer
 
-    seqs = tokenize_corpus(_texts(), tokenizer, SEQ_LEN, 16 * 128 * 4)
+    # Two batches a timing, 8 pairs: the same 36 batch forwards as 4 repeats of 4 batches,
+    # but twice the pairs to take the minimum over and a paired ratio per round.
+    seqs = tokenize_corpus(_texts(), tokenizer, SEQ_LEN, BATCH * SEQ_LEN * 2)
     hook = ClampHook(load_sae_dir(SAE_DIR), read_clamp_yaml(CLAMP))
 
     def timed(steered: bool) -> float:
@@ -115,17 +118,22 @@ def bench_steering(model, tokenizer) -> dict:
         return time.perf_counter() - start
 
     timed(False)  # warm-up
-    # Interleave repeats so drifting machine load hits both sides alike.
+    timed(True)
+    # Pairs in alternating order (plain first, then steered first), so a load that drifts
+    # within a pair favours neither side; the median of the paired ratios is robust to a
+    # pair hit by a burst, the ratio of the minima to load that only adds time.
     plain, steered = [], []
-    for _ in range(4):
-        plain.append(timed(False))
-        steered.append(timed(True))
+    for round_ in range(8):
+        for is_steered in (False, True) if round_ % 2 == 0 else (True, False):
+            (steered if is_steered else plain).append(timed(is_steered))
+    paired = [s / p for s, p in zip(steered, plain, strict=True)]
     questions = pd.read_parquet(prepared_path(DATA_DIR, "forget", "questions")).head(64)
     start = time.perf_counter()
     evaluate_questions(model, tokenizer, questions, EvalConfig(format="cloze", batch_size=32))
     eval_s = time.perf_counter() - start
     return {
         "steered_vs_unsteered_ratio": round(min(steered) / min(plain), 3),
+        "steered_vs_unsteered_median_paired": round(statistics.median(paired), 3),
         "steered_vs_unsteered_target": "<= 1.02",
         "sae_architecture": hook.slice.architecture,
         "encoded_columns": hook.slice.encoded_columns,
