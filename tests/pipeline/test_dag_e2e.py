@@ -280,6 +280,23 @@ def test_repro_runs_every_stage_and_writes_metrics(tiny_repo):
     assert "Data and pipelines are up to date" in run(["dvc", "status"], repo)
 
 
+def test_bytecode_caches_beside_the_code_are_not_dependencies(tiny_repo):
+    repo, *_ = tiny_repo
+    # What Python writes on a machine without PYTHONDONTWRITEBYTECODE, beside every module a
+    # stage imports, inside directories that are stage dependencies (a fresh clone has none).
+    run([sys.executable, "-m", "compileall", "-q", "sae_unlearn", "pipeline"], repo)
+    caches = list((repo / "sae_unlearn").rglob("__pycache__"))
+    try:
+        assert len(caches) >= 10
+        assert "Data and pipelines are up to date" in run(["dvc", "status"], repo)
+        stray = repo / "sae_unlearn/evaluation/__pycache__/metrics.cpython-399.pyc"
+        stray.write_bytes(b"written by another interpreter")
+        assert "Data and pipelines are up to date" in run(["dvc", "status"], repo)
+    finally:
+        for cache in [*caches, *(repo / "pipeline").rglob("__pycache__")]:
+            shutil.rmtree(cache, ignore_errors=True)
+
+
 def test_editing_library_code_marks_its_stages_changed(tiny_repo):
     repo, *_ = tiny_repo
     metrics_code = repo / "sae_unlearn/evaluation/metrics.py"
