@@ -134,6 +134,10 @@ def bench_steering(model, tokenizer) -> dict:
     return {
         "steered_vs_unsteered_ratio": round(min(steered) / min(plain), 3),
         "steered_vs_unsteered_median_paired": round(statistics.median(paired), 3),
+        # the pairs themselves, to judge the machine's noise beside the two summaries
+        "unsteered_and_steered_seconds": [
+            [round(p, 3), round(s, 3)] for p, s in zip(plain, steered, strict=True)
+        ],
         "steered_vs_unsteered_target": "<= 1.02",
         "sae_architecture": hook.slice.architecture,
         "encoded_columns": hook.slice.encoded_columns,
