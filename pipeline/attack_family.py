@@ -32,9 +32,9 @@ from sae_unlearn.attacks.reference import check_evaluation, reference_results
 from sae_unlearn.attacks.whitebox import recovery
 from sae_unlearn.data import read_question_file
 from sae_unlearn.errors import UserError, read_json_input
-from sae_unlearn.evaluation import checked_clamp, load_clamp_hook
+from sae_unlearn.evaluation import checked_clamp, kept_block, load_clamp_hook
 from sae_unlearn.io import write_json
-from sae_unlearn.models import load_model, num_layers
+from sae_unlearn.models import load_model
 
 MODEL_CHOICES = ("baseline", "steered")
 
@@ -65,8 +65,8 @@ def kept_rows(p: Params, family: str, baseline_half, model) -> KeptRows | None:
         return None
     if baseline_half is not None:
         return KeptRows(by_setting=baseline_half.residuals)
-    layer = int(p.get("sae.layer"))
-    return KeptRows(block=layer - 1) if 0 < layer < num_layers(model) else None
+    block = kept_block(model, int(p.get("sae.layer")))
+    return KeptRows(block=block) if block is not None else None
 
 
 def command(

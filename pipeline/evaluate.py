@@ -32,6 +32,7 @@ from sae_unlearn.evaluation import (
     check_baseline_results,
     checked_clamp,
     evaluate_sets,
+    kept_block,
     load_clamp_hook,
     read_role_residuals,
     read_role_results,
@@ -106,7 +107,7 @@ def fitting_rows(model, residuals: dict | None) -> dict | None:
     Otherwise the questions are scored all the same, from block 0 (the SAE stages refuse
     such a layer; a baseline of another model needs none)."""
     blocks = {kept.block for kept in (residuals or {}).values()}
-    if not blocks or max(blocks) + 1 < num_layers(model):
+    if not blocks or kept_block(model, max(blocks) + 1) is not None:
         return residuals
     typer.echo(
         f"sae.layer={max(blocks) + 1} is not a layer of this {num_layers(model)}-layer model: "

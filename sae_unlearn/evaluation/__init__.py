@@ -49,6 +49,7 @@ from sae_unlearn.evaluation.prompts import (
 from sae_unlearn.evaluation.requests import Request, build_requests, encode_pair
 from sae_unlearn.evaluation.residuals import (
     RowResiduals,
+    kept_block,
     read_role_residuals,
     residuals_path,
     write_residuals,
@@ -99,6 +100,7 @@ __all__ = [
     "evaluate_questions",
     "evaluate_sets",
     "format_prompt",
+    "kept_block",
     "known_correct_summary",
     "known_under_all_orderings",
     "load_clamp_hook",

@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from sae_unlearn.errors import UserError
 from sae_unlearn.io import atomic_path
+from sae_unlearn.models.layers import num_layers
 
 RESIDUALS_SUFFIX = ".residuals.safetensors"
 # How far a recomputed row may stray from the kept one, relative to its norm. The same
@@ -74,6 +75,13 @@ class RowResiduals:
                 f"differs from this model's by {error:.2e} of its norm: it was computed by "
                 f"another model. {FIX}"
             )
+
+
+def kept_block(model: torch.nn.Module, hook_layer: int) -> int | None:
+    """The block whose output the rows keep for a hook at `hook_layer`: the one below it;
+    None where no block is below the hook or the model lacks that layer (the SAE stages
+    refuse such a layer; the questions are scored from block 0 all the same)."""
+    return hook_layer - 1 if 0 < hook_layer < num_layers(model) else None
 
 
 def write_residuals(path: Path, residuals: RowResiduals) -> None:
