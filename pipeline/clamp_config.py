@@ -14,10 +14,9 @@ import typer
 
 from pipeline.params import Params, ParamsOption
 from pipeline.timing import record_run_time
-from sae_unlearn.activations.layout import MANIFEST
 from sae_unlearn.errors import UserError
 from sae_unlearn.io import atomic_dir, write_json
-from sae_unlearn.saes import load_sae_dir
+from sae_unlearn.saes import sae_dir_checked
 from sae_unlearn.saes.identity import check_csv_sae_names, sae_identity
 from sae_unlearn.steering import (
     ClampConfig,
@@ -29,20 +28,26 @@ from sae_unlearn.steering import (
     write_steering_csv,
 )
 
+# The SAE and the model load only for what needs their weights (`refusal_latent: auto`, the
+# token_share gate's tau): the default writes its config from the selection and the SAE's
+# cfg.json alone, in a process that never imports torch (under a second, against 6.7 s).
 
-def refusal_latent(p: Params, model_dir: Path | None, sae) -> int | None:
+
+def refusal_latent(p: Params, model_dir: Path | None, sae_path: Path) -> int | None:
     """`clamp.refusal_latent`: an index, or `auto` (most active on refusal vs neutral text)."""
     value = p.get("clamp.refusal_latent")
     if p.get("clamp.mode") != "refusal_clamp" or value != "auto":
         return None if value == "auto" else int(value)
     from sae_unlearn.models import load_model
+    from sae_unlearn.saes import load_sae_dir
     from sae_unlearn.selection import find_refusal_latent
 
     model, tokenizer = load_model(str(p.pick(model_dir, "model.dir")), p.get("model.dtype"))
+    sae = load_sae_dir(sae_path)
     return int(find_refusal_latent(model, tokenizer, sae, p.get("sae.layer")))
 
 
-def gate_of(p: Params, cfg: ClampConfig, sae) -> Gate:
+def gate_of(p: Params, cfg: ClampConfig, sae_path: Path) -> Gate:
     """`clamp.gate` for the config's `clamp_gated` rows, tau calibrated for token_share."""
     kind = p.get("clamp.gate")
     gated = [r for r in cfg.rows if r.hook_action == "clamp_gated"]
@@ -50,6 +55,8 @@ def gate_of(p: Params, cfg: ClampConfig, sae) -> Gate:
         return Gate()
     if kind == "window":
         return Gate("window", window=int(p.get("clamp.gate_window")))
+    from sae_unlearn.activations.layout import MANIFEST
+    from sae_unlearn.saes import load_sae_dir
     from sae_unlearn.selection.share import calibrate_tau
 
     cache = Path(p.get("cache.dir"))
@@ -63,7 +70,7 @@ def gate_of(p: Params, cfg: ClampConfig, sae) -> Gate:
     if (cache / "retain_near" / MANIFEST).exists():
         paths.append(cache / "retain_near")
     tau = calibrate_tau(
-        sae,
+        load_sae_dir(sae_path),
         paths,
         cfg.layer,
         [r.latent_idx for r in gated],
@@ -93,8 +100,7 @@ def command(
     with record_run_time():
         p = Params.load(params)
         layer, out = p.get("sae.layer"), Path(p.pick(out_dir, "clamp.dir"))
-        sae_path = Path(p.pick(sae_dir, "sae.dir"))
-        sae = load_sae_dir(sae_path)
+        sae_path = sae_dir_checked(p.pick(sae_dir, "sae.dir"))
         identity = sae_identity(sae_path)
         csv_path = p.pick(csv, "clamp.csv")
         if csv_path:
@@ -106,10 +112,10 @@ def command(
             clamp = p.get("clamp")
             cfg = from_selection(
                 selected, clamp["mode"], layer, clamp["value"], clamp["threshold"],
-                refusal_latent(p, model_dir, sae),
+                refusal_latent(p, model_dir, sae_path),
             )  # fmt: skip
-        validate_rows(cfg.rows, d_sae=int(sae.cfg.d_sae), source=str(csv_path or "selection"))
-        cfg.gate = gate_of(p, cfg, sae)
+        validate_rows(cfg.rows, d_sae=identity["d_sae"], source=str(csv_path or "selection"))
+        cfg.gate = gate_of(p, cfg, sae_path)
         cfg.sae = identity
         summary = {"mode": cfg.mode, "layer": cfg.layer, "latents": cfg.latents, **cfg.meta}
         if any(r.hook_action == "clamp_gated" for r in cfg.rows):

@@ -1,49 +1,35 @@
-"""Sparse autoencoders in sae-lens format: settings (`config`), directories (`io`), training
-(`train`) and quality metrics (`quality`).
+"""Sparse autoencoders in sae-lens format: settings (`config`), the files of a
+directory (`files`), loading and saving (`io`), training
+(`train`), quality metrics (`quality`) and the identity a clamp config records (`identity`).
 
-`from_cache` (the train-sae stage's SAE for a cached layer) reads the activation cache, so it
-is imported from its module only: importing this package must not pull in the cache code.
+Names load on first use (lazy_loader, scientific Python's SPEC 1): `config` and `identity`
+need no sae-lens, whose import (torch, transformers, wandb) costs a process about 4 s, and
+clamp-config uses only them. `from_cache` (the train-sae stage's SAE for a cached layer) reads
+the activation cache, so it is imported from its module only.
 """
 
-from sae_unlearn.saes.config import (
-    ARCHITECTURES,
-    NORMALIZATIONS,
-    SOURCES,
-    SAESourceConfig,
-    SAETrainConfig,
-)
-from sae_unlearn.saes.io import (
-    PICKLE_SUFFIXES,
-    check_sae_matches_model,
-    check_sae_width,
-    load_sae,
-    load_sae_dir,
-    sae_dir_checked,
-    save_sae,
-    warn_if_other_layer,
-)
-from sae_unlearn.saes.quality import describe_sae, evaluate_sae, held_out_mask, split_held_out
-from sae_unlearn.saes.train import shuffled_batches, to_inference_sae, train_sae
+import lazy_loader
 
-__all__ = [
-    "ARCHITECTURES",
-    "NORMALIZATIONS",
-    "PICKLE_SUFFIXES",
-    "SOURCES",
-    "SAESourceConfig",
-    "SAETrainConfig",
-    "check_sae_matches_model",
-    "check_sae_width",
-    "describe_sae",
-    "evaluate_sae",
-    "held_out_mask",
-    "load_sae",
-    "load_sae_dir",
-    "sae_dir_checked",
-    "save_sae",
-    "shuffled_batches",
-    "split_held_out",
-    "to_inference_sae",
-    "train_sae",
-    "warn_if_other_layer",
-]
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "config": [
+            "ARCHITECTURES",
+            "NORMALIZATIONS",
+            "SOURCES",
+            "SAESourceConfig",
+            "SAETrainConfig",
+        ],
+        "files": ["PICKLE_SUFFIXES", "SAE_CFG_FILENAME", "SAE_WEIGHTS_FILENAME", "sae_dir_checked"],
+        "io": [
+            "check_sae_matches_model",
+            "check_sae_width",
+            "load_sae",
+            "load_sae_dir",
+            "save_sae",
+            "warn_if_other_layer",
+        ],
+        "quality": ["describe_sae", "evaluate_sae", "held_out_mask", "split_held_out"],
+        "train": ["shuffled_batches", "to_inference_sae", "train_sae"],
+    },
+)

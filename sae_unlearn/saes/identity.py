@@ -9,14 +9,12 @@ id, hook and widths are there so the refusal can say what differs.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
-
-from sae_unlearn.errors import UserError
+from sae_unlearn.errors import UserError, read_json_input, user_error
+from sae_unlearn.saes.files import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
 
 # Shown in this order when two identities are compared.
 IDENTITY_KEYS = ("release", "sae_id", "path", "hook_name", "d_in", "d_sae", "weights_sha256")
@@ -33,15 +31,22 @@ def weights_sha256(path: Path, block: int = 1 << 20) -> str:
 def sae_identity(sae_dir: str | Path) -> dict[str, Any]:
     """The identity of a sae-lens SAE directory (release and id when sae-lens recorded them)."""
     sae_dir = Path(sae_dir)
-    cfg = json.loads((sae_dir / SAE_CFG_FILENAME).read_text(encoding="utf-8"))
+    fix = "save the SAE with sae-lens `sae.save_model(dir)`"
+    cfg = read_json_input(sae_dir / SAE_CFG_FILENAME, "SAE config", fix)
+    widths = {key: cfg.get(key) if isinstance(cfg, dict) else None for key in ("d_in", "d_sae")}
+    for key, value in widths.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise user_error(
+                sae_dir / SAE_CFG_FILENAME, f"`{key}` is {value!r}, not a positive integer", fix
+            )
     metadata = cfg.get("metadata") or {}
     identity = {
         "release": metadata.get("sae_lens_release") or "",
         "sae_id": metadata.get("sae_lens_id") or "",
         "path": str(sae_dir),
         "hook_name": metadata.get("hook_name") or "",
-        "d_in": int(cfg["d_in"]),
-        "d_sae": int(cfg["d_sae"]),
+        "d_in": widths["d_in"],
+        "d_sae": widths["d_sae"],
         "weights_sha256": weights_sha256(sae_dir / SAE_WEIGHTS_FILENAME),
     }
     return identity

@@ -10,48 +10,17 @@ import warnings
 from pathlib import Path
 
 from sae_lens import SAE
-from sae_lens.constants import SAE_CFG_FILENAME, SAE_WEIGHTS_FILENAME
 
-from sae_unlearn.errors import MissingInputError, UserError
+from sae_unlearn.errors import UserError
 from sae_unlearn.io import atomic_path
 from sae_unlearn.saes.config import SAESourceConfig
+from sae_unlearn.saes.files import sae_dir_checked
 from sae_unlearn.saes.hub import from_pretrained
-
-# Weight files that torch/pickle would deserialise; loading one can run arbitrary code.
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
-
-
-def _check_sae_dir(path: Path) -> None:
-    if not path.is_dir():
-        raise MissingInputError(
-            f"SAE directory {path} does not exist; point sae.path at a sae-lens SAE directory "
-            f"({SAE_CFG_FILENAME} + {SAE_WEIGHTS_FILENAME})"
-        )
-    if not (path / SAE_WEIGHTS_FILENAME).is_file():
-        pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        hint = (
-            f"it holds pickled weights {pickled}, which are refused because unpickling "
-            "can run code; re-save the SAE with sae-lens `sae.save_model(dir)` (safetensors)"
-            if pickled
-            else "save it with sae-lens `sae.save_model(dir)`"
-        )
-        raise MissingInputError(f"{path} has no {SAE_WEIGHTS_FILENAME}; {hint}")
-    if not (path / SAE_CFG_FILENAME).is_file():
-        raise MissingInputError(
-            f"{path} has no {SAE_CFG_FILENAME}; save the SAE with sae-lens `sae.save_model(dir)`"
-        )
-
-
-def sae_dir_checked(path: str | Path) -> Path:
-    """`path`, refused unless it is a sae-lens SAE directory (safetensors weights)."""
-    _check_sae_dir(Path(path))
-    return Path(path)
 
 
 def load_sae_dir(path: str | Path, device: str = "cpu") -> SAE:
     """A sae-lens SAE directory (safetensors only; never unpickles anything)."""
-    path = Path(path)
-    _check_sae_dir(path)
+    path = sae_dir_checked(path)
     sae = SAE.load_from_disk(path, device=device)
     sae.eval()
     return sae

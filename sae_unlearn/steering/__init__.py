@@ -1,63 +1,44 @@
-"""Conditional SAE latent clamping: clamp configs, the paper's steering CSV, and the hook."""
+"""Conditional SAE latent clamping: clamp configs, the paper's steering CSV, and the hook.
 
-from sae_unlearn.steering.attach import (
-    attached_hooks,
-    gate_carry,
-    gate_layout,
-    gate_opened,
-    needs_whole_sequences,
-    steer,
-)
-from sae_unlearn.steering.formats import (
-    read_clamp_yaml,
-    read_steering_csv,
-    write_clamp_yaml,
-    write_steering_csv,
-)
-from sae_unlearn.steering.gate import GateLayout, gate_open
-from sae_unlearn.steering.hook import ClampHook
-from sae_unlearn.steering.latent_slice import LatentSlice
-from sae_unlearn.steering.modes import clamp_prime, from_selection, gated_clamp, refusal_clamp
-from sae_unlearn.steering.positions import Prefix
-from sae_unlearn.steering.rows import (
-    ACTIONS,
-    CSV_COLUMNS,
-    CSV_REQUIRED,
-    GATES,
-    MODES,
-    ClampConfig,
-    Gate,
-    SteeringRow,
-    validate_rows,
-)
+Names load on first use (lazy_loader, scientific Python's SPEC 1): clamp-config writes configs
+with `rows`, `modes` and `formats` alone, which need no torch; importing the hook's modules
+eagerly cost that stage's process about 5 s of its 6.7 (torch, transformers and sae-lens).
+"""
 
-__all__ = [
-    "ACTIONS",
-    "CSV_COLUMNS",
-    "CSV_REQUIRED",
-    "GATES",
-    "MODES",
-    "ClampConfig",
-    "ClampHook",
-    "Gate",
-    "GateLayout",
-    "LatentSlice",
-    "Prefix",
-    "SteeringRow",
-    "attached_hooks",
-    "clamp_prime",
-    "from_selection",
-    "gate_carry",
-    "gate_layout",
-    "gate_open",
-    "gate_opened",
-    "gated_clamp",
-    "needs_whole_sequences",
-    "read_clamp_yaml",
-    "read_steering_csv",
-    "refusal_clamp",
-    "steer",
-    "validate_rows",
-    "write_clamp_yaml",
-    "write_steering_csv",
-]
+import lazy_loader
+
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "attach": [
+            "attached_hooks",
+            "gate_carry",
+            "gate_layout",
+            "gate_opened",
+            "needs_whole_sequences",
+            "steer",
+        ],
+        "formats": [
+            "read_clamp_yaml",
+            "read_steering_csv",
+            "write_clamp_yaml",
+            "write_steering_csv",
+        ],
+        "gate": ["GateLayout", "gate_open"],
+        "hook": ["ClampHook"],
+        "latent_slice": ["LatentSlice"],
+        "modes": ["clamp_prime", "from_selection", "gated_clamp", "refusal_clamp"],
+        "positions": ["Prefix"],
+        "rows": [
+            "ACTIONS",
+            "CSV_COLUMNS",
+            "CSV_REQUIRED",
+            "GATES",
+            "MODES",
+            "ClampConfig",
+            "Gate",
+            "SteeringRow",
+            "validate_rows",
+        ],
+    },
+)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import get_args
 
@@ -89,3 +91,30 @@ def test_bad_gate_input_named_without_a_traceback(tmp_path):
     params.write_text(yaml.safe_dump(data))
     result = run(params)
     assert result.exit_code != 0 and "clamp.gate_window" in result.output
+
+
+def test_the_default_gate_writes_its_config_without_torch(tmp_path):
+    """The stage's own process, as DVC starts it: the window gate needs the SAE's cfg.json
+    alone, so clamp-config (a clamp sweep point's first stage) imports no torch."""
+    params = stage_inputs(tmp_path, gate="window", gate_window=6)
+    code = (
+        "import sys\n"
+        f"sys.argv = ['sae-unlearn', 'clamp-config', '--params', {str(params)!r}]\n"
+        "from pipeline.cli import app\n"
+        "try:\n    app()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print('torch imported:', 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "torch imported: False" in out.stdout
+    assert read_clamp_yaml(tmp_path / "clamp" / "clamp.yaml").gate == Gate("window", window=6)
+
+
+def test_latents_beyond_the_sae_width_are_refused(tmp_path):
+    params = stage_inputs(tmp_path, gate="window", gate_window=6)
+    too_wide = identity_sae().cfg.d_sae
+    selected = pd.DataFrame({"rank": [1], "latent": [too_wide], "threshold": [0.5]})
+    selected.to_parquet(tmp_path / "select" / "selected.parquet")
+    result = run(params)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert str(too_wide) in result.output
