@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 import subprocess
 import sys
@@ -103,11 +104,21 @@ def test_the_default_gate_writes_its_config_without_torch(tmp_path):
         "from pipeline.cli import app\n"
         "try:\n    app()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         "print('torch imported:', 'torch' in sys.modules)\n"
+        "import gc\n"
+        "print('objects frozen:', gc.get_freeze_count() > 0)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "torch imported: False" in out.stdout
+    # the stage's process leaves its objects to the OS (pipeline.cli.exit_without_collecting)
+    assert "objects frozen: True" in out.stdout
     assert read_clamp_yaml(tmp_path / "clamp" / "clamp.yaml").gate == Gate("window", window=6)
+
+
+def test_the_app_called_in_a_process_that_goes_on_freezes_nothing(tmp_path):
+    frozen = gc.get_freeze_count()
+    assert run(stage_inputs(tmp_path, gate="window", gate_window=6)).exit_code == 0
+    assert gc.get_freeze_count() == frozen
 
 
 def test_latents_beyond_the_sae_width_are_refused(tmp_path):
