@@ -53,13 +53,13 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(2) from None
         if _only is not None:
-            exit_without_collecting()
+            skip_teardown_collections()
         return result
 
     return run
 
 
-def exit_without_collecting() -> None:
+def skip_teardown_collections() -> None:
     """Called once a sub-command's process has done its work (its outputs written and
     closed): Python's teardown would then walk torch's, transformers' and sae-lens's half a
     million objects in its garbage collections, 1.1-1.4 s a process and ten processes a

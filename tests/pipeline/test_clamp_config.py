@@ -110,7 +110,7 @@ def test_the_default_gate_writes_its_config_without_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "torch imported: False" in out.stdout
-    # the stage's process leaves its objects to the OS (pipeline.cli.exit_without_collecting)
+    # the stage's process leaves its objects to the OS (pipeline.cli.skip_teardown_collections)
     assert "objects frozen: True" in out.stdout
     assert read_clamp_yaml(tmp_path / "clamp" / "clamp.yaml").gate == Gate("window", window=6)
 
